@@ -1,0 +1,2 @@
+//! Boot configuration from a host device tree with Xen dom0less bindings
+#![no_std]

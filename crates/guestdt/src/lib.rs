@@ -1,0 +1,2 @@
+//! Guest device-tree generation for dom0less domains
+#![no_std]

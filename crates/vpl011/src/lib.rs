@@ -1,0 +1,2 @@
+//! Emulated SBSA/PL011 UART with console multiplexing
+#![no_std]
