@@ -288,3 +288,132 @@ impl AccessSize {
         }
     }
 }
+
+/// Decoding of device-tree property cells (big-endian 32-bit words).
+///
+/// `reg`-like properties are lists of tuples whose fields are 1 or 2 cells
+/// wide, as given by `#address-cells`/`#size-cells`.
+pub mod cells {
+    /// Why a cell list could not be decoded.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum CellError {
+        /// A field width outside 1..=2 cells (the only widths a 64-bit value holds).
+        BadCellCount(u32),
+        /// The property length is not a whole number of tuples.
+        Truncated {
+            /// Property length in bytes.
+            len: usize,
+            /// Size of one tuple in bytes.
+            tuple: usize,
+        },
+        /// The property is empty.
+        Empty,
+    }
+
+    impl core::fmt::Display for CellError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                Self::BadCellCount(n) => write!(f, "unsupported cell count {n} (must be 1 or 2)"),
+                Self::Truncated { len, tuple } => write!(
+                    f,
+                    "length {len} bytes is not a multiple of the {tuple}-byte entry size"
+                ),
+                Self::Empty => write!(f, "property is empty"),
+            }
+        }
+    }
+
+    /// Reads one `n`-cell big-endian value from the front of `bytes`.
+    /// Returns the value and the rest, or `None` if `bytes` is too short or
+    /// `n` is not 1 or 2.
+    pub fn read(bytes: &[u8], n: u32) -> Option<(u64, &[u8])> {
+        let len = match n {
+            1 => 4,
+            2 => 8,
+            _ => return None,
+        };
+        if bytes.len() < len {
+            return None;
+        }
+        let (head, rest) = bytes.split_at(len);
+        let v = head.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        Some((v, rest))
+    }
+
+    /// Splits a property into tuples of `widths` cells each, checking that the
+    /// widths are 1 or 2 and that the length is a whole number of tuples.
+    /// Each tuple is returned as an array of `N` decoded values.
+    pub fn tuples<const N: usize>(
+        prop: &[u8],
+        widths: [u32; N],
+    ) -> Result<impl Iterator<Item = [u64; N]> + '_, CellError> {
+        let mut tuple = 0usize;
+        for w in widths {
+            if !(1..=2).contains(&w) {
+                return Err(CellError::BadCellCount(w));
+            }
+            tuple += w as usize * 4;
+        }
+        if prop.is_empty() {
+            return Err(CellError::Empty);
+        }
+        if prop.len() % tuple != 0 {
+            return Err(CellError::Truncated {
+                len: prop.len(),
+                tuple,
+            });
+        }
+        Ok(prop.chunks_exact(tuple).map(move |mut chunk| {
+            let mut out = [0u64; N];
+            for (slot, w) in out.iter_mut().zip(widths) {
+                // Widths and length were checked above, so each read succeeds.
+                if let Some((v, rest)) = read(chunk, w) {
+                    *slot = v;
+                    chunk = rest;
+                }
+            }
+            out
+        }))
+    }
+
+    /// Decodes a `reg`-style list of (address, size) pairs.
+    pub fn reg(
+        prop: &[u8],
+        address_cells: u32,
+        size_cells: u32,
+    ) -> Result<impl Iterator<Item = (u64, u64)> + '_, CellError> {
+        Ok(tuples(prop, [address_cells, size_cells])?.map(|[a, s]| (a, s)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        extern crate std;
+        use super::*;
+        use std::vec::Vec;
+
+        #[test]
+        fn decodes_two_by_two_reg() {
+            let prop = [0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+            let v: Vec<_> = reg(&prop, 2, 2).unwrap().collect();
+            assert_eq!(v, [(0x4000_0000, 0x1000_0000)]);
+        }
+
+        #[test]
+        fn decodes_mixed_widths() {
+            let prop = [0, 0, 0, 1, 0, 0, 0x10, 0, 0, 0, 0x20, 0];
+            let v: Vec<_> = tuples(&prop, [2, 1]).unwrap().collect();
+            assert_eq!(v, [[0x1_0000_1000, 0x2000]]);
+        }
+
+        #[test]
+        fn rejects_bad_shapes() {
+            assert_eq!(reg(&[0; 12], 0, 1).err(), Some(CellError::BadCellCount(0)));
+            assert_eq!(reg(&[0; 12], 2, 3).err(), Some(CellError::BadCellCount(3)));
+            assert_eq!(
+                reg(&[0; 12], 2, 2).err(),
+                Some(CellError::Truncated { len: 12, tuple: 16 })
+            );
+            assert_eq!(reg(&[], 2, 2).err(), Some(CellError::Empty));
+        }
+    }
+}
