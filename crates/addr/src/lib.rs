@@ -357,7 +357,7 @@ pub mod cells {
         if prop.is_empty() {
             return Err(CellError::Empty);
         }
-        if prop.len() % tuple != 0 {
+        if !prop.len().is_multiple_of(tuple) {
             return Err(CellError::Truncated {
                 len: prop.len(),
                 tuple,
