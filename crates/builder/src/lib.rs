@@ -1,0 +1,2 @@
+//! Pure-logic dom0less domain builder (being written).
+#![no_std]
