@@ -1,8 +1,274 @@
-//! The Tessel EL2 hypervisor image (skeleton; see issue 6).
+//! The Tessel EL2 hypervisor image.
+//!
+//! Boot: `boot.rs` relocates the image and calls [`primary_main`] with the
+//! host DTB; it reads the platform from the DT, turns on the EL2 MMU, the
+//! console, the heap and the GIC, starts the other CPUs through PSCI and
+//! then builds and runs the domains.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+mod boot;
+mod console;
+mod exception;
+mod gic;
+mod heap;
+mod hostdt;
+mod irq;
+mod mmio;
+mod mmu;
+mod psci;
+mod sync;
+mod vcpu;
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use gic::{CPU_MPIDR, GIC, Gic};
+use hostdt::HostInfo;
+use mmio::Mmio;
+
+/// CPUs that finished bring-up.
+static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    fn secondary_entry();
+}
+
+/// Parks this CPU for good.
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: waiting for an event has no side effects.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+fn mpidr() -> u64 {
+    let v: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
+    // Keep the affinity fields only (Aff3 [39:32], Aff2..Aff0 [23:0]).
+    v & 0xff_00ff_ffff
+}
+
+/// Routes physical IRQs/FIQs/SErrors to EL2 (HCR_EL2.IMO/FMO/AMO; without
+/// them an interrupt targets EL1 and stays masked while EL2 runs, Arm ARM
+/// DDI 0487, D1.3.6) and unmasks IRQs here.
+fn enable_irqs() {
+    use aarch64_cpu::registers::HCR_EL2;
+    use tock_registers::interfaces::ReadWriteable;
+    HCR_EL2.modify(
+        HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::RW::EL1IsAarch64,
+    );
+    // SAFETY: unmasks IRQs at EL2; the vectors are installed.
+    unsafe { core::arch::asm!("isb", "msr daifclr, #2", options(nomem, nostack)) };
+}
+
+/// Boot CPU entry from `boot.rs`: `dtb` is the host DTB address from x0,
+/// `base` the address the image runs at.
+#[unsafe(no_mangle)]
+extern "C" fn primary_main(dtb: u64, base: u64) -> ! {
+    // SAFETY: the boot protocol passes the DTB address in x0; the header is
+    // read only after checking it is non-null, and the length comes from
+    // the header itself.
+    let info = unsafe {
+        if dtb == 0 {
+            halt();
+        }
+        let Ok(size) = hostdt::total_size(dtb) else {
+            halt()
+        };
+        let blob = core::slice::from_raw_parts(dtb as *const u8, size);
+        match hostdt::parse(blob) {
+            Ok(info) => info,
+            // Without the DT we do not know where the console is.
+            Err(_) => halt(),
+        }
+    };
+
+    // SAFETY: boot CPU, before any other CPU runs; the tables cover all RAM
+    // banks, which hold our image, stack and the DTB.
+    unsafe {
+        if mmu::build(&info.memory).is_err() {
+            halt();
+        }
+        let (s, e) = mmu::tables_range();
+        mmu::clean_inval_dcache(s, e);
+        let img_start = &raw const __image_start as u64;
+        let img_end = &raw const __image_end as u64;
+        mmu::clean_inval_dcache(img_start, img_end);
+        mmu::enable();
+    }
+
+    if let Some((uart, _, irq)) = info.uart {
+        // SAFETY: the DT names this as a PL011; it is mapped as Device.
+        console::init(console::Pl011::new(unsafe { Mmio::new(uart) }));
+        if let Some(irq) = irq {
+            irq::UART_IRQ.store(irq, Ordering::Relaxed);
+        }
+    }
+    let image_size = (&raw const __image_end as u64) - (&raw const __image_start as u64);
+    println!(
+        "Tessel {} static-partitioning hypervisor, EL2",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "image at {base:#x} ({} KiB, position-independent), host DTB at {dtb:#x} ({} bytes)",
+        image_size / 1024,
+        info.dtb_size
+    );
+    for (b, s) in &info.memory {
+        println!("RAM {:#x}-{:#x} ({} MiB)", b, b + s, s >> 20);
+    }
+    println!("EL2 MMU on: identity map, RAM normal write-back, rest device-nGnRE");
+    heap::init();
+
+    if let Err(e) = bring_up(&info) {
+        println!("fatal: {e}");
+        psci::system_off();
+    }
+    run()
+}
+
+fn bring_up(info: &HostInfo) -> Result<(), &'static str> {
+    let conduit = info.psci.ok_or("the host DT has no /psci node")?;
+    psci::set_conduit(conduit);
+    let v = psci::call(psci::PSCI_VERSION, 0, 0, 0);
+    println!(
+        "PSCI {}.{} via {:?}",
+        (v >> 16) & 0xffff,
+        v & 0xffff,
+        conduit
+    );
+
+    // Tessel CPU 0 is the boot CPU; the others follow in DT order.
+    let me = mpidr();
+    CPU_MPIDR[0].store(me, Ordering::Relaxed);
+    let mut n = 1;
+    for &m in &info.cpus {
+        if m == me {
+            continue;
+        }
+        if n >= boot::MAX_CPUS {
+            println!(
+                "CPU with MPIDR {m:#x} ignored: only {} supported",
+                boot::MAX_CPUS
+            );
+            continue;
+        }
+        CPU_MPIDR[n].store(m, Ordering::Relaxed);
+        n += 1;
+    }
+
+    let gic_info = info.gic.ok_or("the host DT has no supported GIC")?;
+    // SAFETY: the DT describes this GIC; its registers are in the Device
+    // part of the identity map.
+    let gic = unsafe { Gic::probe(&gic_info)? };
+    println!(
+        "GICv{}: distributor at {:#x}, {} at {:#x}, {} interrupt IDs",
+        gic.version(),
+        gic_info.dist.0,
+        if gic.version() == 2 {
+            "CPU interface"
+        } else {
+            "redistributors"
+        },
+        gic_info.cpu_or_redist.0,
+        gic.num_irqs()
+    );
+    GIC.set(gic);
+    let gic = GIC.get().ok_or("GIC not recorded")?;
+    gic.init_cpu()?;
+    gic.enable(irq::HYP_TIMER_PPI, 0, true);
+    gic.enable(irq::SGI_KICK, 0, false);
+    enable_irqs();
+
+    // Self-test of the interrupt path: one EL2 timer tick.
+    irq::arm_hyp_timer(1000);
+    let mut spins = 0u64;
+    while irq::HYP_TIMER_TICKS.load(Ordering::Relaxed) == 0 && spins < 100_000_000 {
+        core::hint::spin_loop();
+        spins += 1;
+    }
+    if irq::HYP_TIMER_TICKS.load(Ordering::Relaxed) == 0 {
+        return Err("the EL2 timer interrupt never arrived: GIC set-up failed");
+    }
+    println!("interrupts: EL2 timer PPI {} delivered", irq::HYP_TIMER_PPI);
+
+    let uart_irq = irq::UART_IRQ.load(Ordering::Relaxed);
+    if uart_irq != u32::MAX {
+        gic.enable(uart_irq, 0, true);
+        if let Some(u) = console::CONSOLE.lock().as_ref() {
+            u.enable_rx_irq();
+        }
+    }
+
+    CPUS_ONLINE.store(1, Ordering::Release);
+    let entry = secondary_entry as *const () as u64;
+    for cpu in 1..n {
+        let target = CPU_MPIDR[cpu].load(Ordering::Relaxed);
+        let r = psci::call(psci::CPU_ON_64, target, entry, cpu as u64);
+        if r != 0 {
+            println!("CPU{cpu} (MPIDR {target:#x}): PSCI CPU_ON failed ({r})");
+            continue;
+        }
+        let mut spins = 0u64;
+        while CPUS_ONLINE.load(Ordering::Acquire) <= cpu && spins < 500_000_000 {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+        if CPUS_ONLINE.load(Ordering::Acquire) <= cpu {
+            println!("CPU{cpu} (MPIDR {target:#x}) did not come up");
+        }
+    }
+    println!(
+        "{} of {} CPUs online",
+        CPUS_ONLINE.load(Ordering::Acquire),
+        n
+    );
+    Ok(())
+}
+
+/// Secondary CPU entry from `boot.rs` (MMU off, stack set).
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(cpu: u64) -> ! {
+    // SAFETY: the boot CPU built the tables before starting us.
+    unsafe { mmu::enable() };
+    let Some(gic) = GIC.get() else { halt() };
+    if let Err(e) = gic.init_cpu() {
+        println!("CPU{cpu}: {e}");
+        halt();
+    }
+    gic.enable(irq::SGI_KICK, cpu as usize, false);
+    println!("CPU{cpu} up (MPIDR {:#x})", mpidr());
+    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
+    enable_irqs();
+    idle()
+}
+
+/// Waits for interrupts forever.
+fn idle() -> ! {
+    loop {
+        // SAFETY: waiting for an interrupt has no side effects.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Builds and runs the domains; powers off when none is left.
+fn run() -> ! {
+    println!("no domains to run; powering off");
+    psci::system_off();
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::print_unlocked(format_args!(
+        "(tessel) PANIC on CPU{}: {info}\n",
+        gic::this_cpu()
+    ));
+    halt()
 }

@@ -1,0 +1,76 @@
+//! EL2 exception entry from Rust's point of view.
+
+use crate::gic::{GIC, this_cpu};
+use crate::println;
+
+/// The registers the vectors save on the EL2 stack (layout shared with
+/// `boot.rs`; guests' general-purpose registers live here while EL2 runs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    /// x0 to x30.
+    pub x: [u64; 31],
+    /// ELR_EL2: where `eret` resumes.
+    pub elr: u64,
+    /// SPSR_EL2: the state `eret` restores.
+    pub spsr: u64,
+    /// SP_EL0 of the interrupted context.
+    pub sp_el0: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+
+/// Vector slots (Arm ARM DDI 0487, D1.10.2 "Exception vectors").
+mod kind {
+    pub const CURRENT_SP0_SYNC: u64 = 0;
+    pub const CURRENT_SYNC: u64 = 4;
+    pub const CURRENT_IRQ: u64 = 5;
+    pub const LOWER_SYNC: u64 = 8;
+    pub const LOWER_IRQ: u64 = 9;
+}
+
+fn esr_far() -> (u64, u64) {
+    let (esr, far): (u64, u64);
+    // SAFETY: reading syndrome registers has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, esr_el2", "mrs {}, far_el2", out(reg) esr, out(reg) far,
+                         options(nomem, nostack))
+    };
+    (esr, far)
+}
+
+/// Called by the vectors with the slot number and the saved frame.
+#[unsafe(no_mangle)]
+extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
+    match kind {
+        kind::CURRENT_IRQ | kind::LOWER_IRQ => handle_irq(kind == kind::LOWER_IRQ),
+        kind::LOWER_SYNC => crate::vcpu::handle_guest_sync(frame),
+        kind::CURRENT_SYNC | kind::CURRENT_SP0_SYNC => {
+            let (esr, far) = esr_far();
+            panic!(
+                "synchronous exception at EL2 on CPU{}: ESR_EL2={esr:#x} ELR_EL2={:#x} FAR_EL2={far:#x}",
+                this_cpu(),
+                frame.elr
+            );
+        }
+        other => {
+            let (esr, _) = esr_far();
+            panic!(
+                "unexpected exception (vector {other}) on CPU{}: ESR_EL2={esr:#x} ELR_EL2={:#x}",
+                this_cpu(),
+                frame.elr
+            );
+        }
+    }
+}
+
+/// Drains pending physical interrupts.
+fn handle_irq(from_guest: bool) {
+    let Some(gic) = GIC.get() else { return };
+    while let Some(irq) = gic.ack() {
+        gic.eoi(irq);
+        if !crate::irq::dispatch(gic, irq, from_guest) {
+            gic.deactivate(irq);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Physical GIC drivers (GICv2 and GICv3) for the hypervisor's own use:
+//! distributor setup, per-CPU interface bring-up, acknowledge / priority
+//! drop / deactivate (EOImode = 1, so that interrupts forwarded to a guest
+//! through a hardware list register are deactivated by the guest), routing
+//! SPIs to a CPU and sending SGIs.
+
+pub mod icc;
+mod v2;
+mod v3;
+
+use crate::boot::MAX_CPUS;
+use crate::hostdt::{GicInfo, GicVersion};
+use crate::mmio::Mmio;
+use crate::sync::Once;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub use v2::GicV2;
+pub use v3::GicV3;
+
+/// First SPI interrupt ID (IHI 0069, 2.2 "INTIDs").
+pub const SPI_BASE: u32 = 32;
+/// Interrupt IDs from here on are special (1020-1023, IHI 0069, 2.2.1).
+pub const SPECIAL_BASE: u32 = 1020;
+/// Priority the hypervisor gives its interrupts (lower is more urgent).
+pub const DEFAULT_PRIORITY: u8 = 0xa0;
+
+/// The host GIC.
+pub enum Gic {
+    /// GICv2.
+    V2(GicV2),
+    /// GICv3.
+    V3(GicV3),
+}
+
+/// The host GIC, set up on the boot CPU.
+pub static GIC: Once<Gic> = Once::new();
+
+/// MPIDR of each CPU by Tessel CPU index (filled at boot from the DT).
+pub static CPU_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+
+/// The CPU index of the caller (kept in TPIDR_EL2 by the entry code).
+pub fn this_cpu() -> usize {
+    let v: u64;
+    // SAFETY: TPIDR_EL2 is a plain scratch register set by `setup_cpu`.
+    unsafe { core::arch::asm!("mrs {}, tpidr_el2", out(reg) v, options(nomem, nostack)) };
+    v as usize
+}
+
+impl Gic {
+    /// Initialises the distributor (boot CPU only).
+    ///
+    /// # Safety
+    /// `info` must describe the host GIC, whose registers must be mapped
+    /// as Device memory.
+    pub unsafe fn probe(info: &GicInfo) -> Result<Self, &'static str> {
+        // SAFETY: per the caller.
+        unsafe {
+            Ok(match info.version {
+                GicVersion::V2 => Gic::V2(GicV2::new(
+                    Mmio::new(info.dist.0),
+                    Mmio::new(info.cpu_or_redist.0),
+                )),
+                GicVersion::V3 => Gic::V3(GicV3::new(
+                    Mmio::new(info.dist.0),
+                    Mmio::new(info.cpu_or_redist.0),
+                    info.cpu_or_redist.1,
+                )?),
+            })
+        }
+    }
+
+    /// Number of interrupt IDs the distributor implements.
+    pub fn num_irqs(&self) -> u32 {
+        match self {
+            Gic::V2(g) => g.num_irqs(),
+            Gic::V3(g) => g.num_irqs(),
+        }
+    }
+
+    /// Brings up this CPU's interface (and redistributor).
+    pub fn init_cpu(&self) -> Result<(), &'static str> {
+        match self {
+            Gic::V2(g) => {
+                g.init_cpu();
+                Ok(())
+            }
+            Gic::V3(g) => g.init_cpu(),
+        }
+    }
+
+    /// Enables interrupt `irq`; an SPI is routed to CPU `target`, an SGI or
+    /// PPI is enabled on the calling CPU.
+    pub fn enable(&self, irq: u32, target: usize, level: bool) {
+        match self {
+            Gic::V2(g) => g.enable(irq, target, level),
+            Gic::V3(g) => g.enable(irq, target, level),
+        }
+    }
+
+    /// Disables interrupt `irq` (SGI/PPI: on the calling CPU).
+    pub fn disable(&self, irq: u32) {
+        match self {
+            Gic::V2(g) => g.disable(irq),
+            Gic::V3(g) => g.disable(irq),
+        }
+    }
+
+    /// Acknowledges the highest-priority pending interrupt, or `None` if it
+    /// is spurious.
+    pub fn ack(&self) -> Option<u32> {
+        let id = match self {
+            Gic::V2(g) => g.ack(),
+            Gic::V3(_) => (icc::iar1() & 0xff_ffff) as u32,
+        };
+        (id < SPECIAL_BASE).then_some(id)
+    }
+
+    /// Priority drop for `irq` (the first half of EOImode = 1).
+    pub fn eoi(&self, irq: u32) {
+        match self {
+            Gic::V2(g) => g.eoi(irq),
+            Gic::V3(_) => icc::eoir1(u64::from(irq)),
+        }
+    }
+
+    /// Deactivates `irq` (for interrupts the hypervisor handled itself).
+    pub fn deactivate(&self, irq: u32) {
+        match self {
+            Gic::V2(g) => g.deactivate(irq),
+            Gic::V3(_) => icc::dir(u64::from(irq)),
+        }
+    }
+
+    /// Sends SGI `sgi` (0..16) to CPU `target`.
+    pub fn send_sgi(&self, target: usize, sgi: u32) {
+        match self {
+            Gic::V2(g) => g.send_sgi(target, sgi),
+            Gic::V3(_) => {
+                let mpidr = CPU_MPIDR
+                    .get(target)
+                    .map_or(0, |m| m.load(Ordering::Relaxed));
+                let aff1 = (mpidr >> 8) & 0xff;
+                let aff2 = (mpidr >> 16) & 0xff;
+                let aff3 = (mpidr >> 32) & 0xff;
+                let aff0 = mpidr & 0xf;
+                // ICC_SGI1R_EL1 fields (IHI 0069, 12.2.21): TargetList
+                // [15:0], Aff1 [23:16], INTID [27:24], Aff2 [39:32],
+                // Aff3 [55:48]; RS [47:44] selects the block of 16 Aff0s.
+                let rs = (mpidr & 0xff) >> 4;
+                icc::sgi1r(
+                    (1 << aff0)
+                        | (aff1 << 16)
+                        | (u64::from(sgi & 0xf) << 24)
+                        | (aff2 << 32)
+                        | (rs << 44)
+                        | (aff3 << 48),
+                );
+            }
+        }
+    }
+
+    /// Version, for the boot log.
+    pub fn version(&self) -> u8 {
+        match self {
+            Gic::V2(_) => 2,
+            Gic::V3(_) => 3,
+        }
+    }
+}
+
+/// Affinity of `mpidr` packed as Aff3.Aff2.Aff1.Aff0 (the GICR_TYPER and
+/// GICD_IROUTER layouts differ; this is the 32-bit one of GICR_TYPER).
+pub fn packed_affinity(mpidr: u64) -> u32 {
+    ((((mpidr >> 32) & 0xff) << 24) | (mpidr & 0xff_ffff)) as u32
+}
