@@ -1,2 +1,109 @@
-//! Boot configuration from a host device tree with Xen dom0less bindings
+//! Boot configuration from a host device tree with Xen dom0less bindings.
+//!
+//! Tessel is configured exactly like Xen in dom0less mode: the DTB a
+//! bootloader hands over describes the host *and*, under `/chosen`, every
+//! guest as a `xen,domain` node (Xen `docs/misc/arm/device-tree/booting.txt`).
+//! A DTB produced for Xen (e.g. by ImageBuilder) works unchanged.
+//!
+//! [`parse`] turns DTB bytes into a [`BootConfig`]:
+//! * a [`HostPlatform`] (RAM, reserved regions, CPUs, GIC, console UART,
+//!   timer, PSCI, IOMMU presence, device MMIO map). Problems here are fatal
+//!   ([`HostError`]): nothing can boot without memory or a GIC.
+//! * one `Result<DomainConfig, ConfigError>` per `xen,domain` node in DT
+//!   order. A bad domain is refused with an error naming the node and
+//!   property; the others still load.
+//! * every boot module under `/chosen` ([`BootModule`]), for reservation.
+//! * [`Warning`]s for ignored or deprecated properties.
+//!
+//! Cell-count rule: like Xen's host-DT walkers, `#address-cells` and
+//! `#size-cells` come from the nearest ancestor defining them; the
+//! Devicetree-spec defaults (2/1) apply only at the root. `xen,static-mem`
+//! is decoded with the domain node's parent cells (Xen >= 4.17); the Xen 4.16
+//! `#xen,static-mem-*-cells` style is accepted with a warning. Module `reg`
+//! is decoded with the domain node's own cells.
+//!
+//! Only configuration that can be judged from one domain node (plus the
+//! host) is checked here. Overlaps between domains, RAM, MMIO and modules
+//! belong to `tessel-static-mem` and `tessel-passthrough`.
+//!
+//! ```
+//! let dtb = include_bytes!("../tests/fixtures/gicv2-domains.dtb");
+//! let cfg = tessel_config::parse(dtb).unwrap();
+//! assert_eq!(cfg.host.gic.gicd.start.0, 0x0800_0000);
+//! let dom = cfg.domains[0].as_ref().unwrap();
+//! assert_eq!(dom.name, "domU1");
+//! assert!(dom.direct_map);
+//! ```
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod chosen;
+mod error;
+pub mod fdt;
+mod host;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use chosen::{
+    BootModule, CAP_CONTROL, CAP_HARDWARE, CAP_XENSTORE, DomainConfig, MAX_NR_SPIS, MAX_VCPUS,
+    MAX_VCPUS_GICV2, Module, ModuleKind, PcpuRange, VcpuAffinity,
+};
+pub use error::{ConfigError, ErrorKind, HostError, Warning};
+pub use fdt::{DeviceTree, FdtError, NodeId};
+pub use host::{
+    CpuInfo, DeviceRegion, GicInfo, GicVersion, HostPlatform, PPI_BASE, PsciInfo, PsciMethod,
+    PsciVersion, ReservedRegion, ReservedSource, SPI_BASE, TimerInfo, UartInfo, gic_spec_to_intid,
+};
+
+/// Everything the boot device tree says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootConfig {
+    /// The host platform.
+    pub host: HostPlatform,
+    /// `/chosen/xen,xen-bootargs` (or, as in Xen, `/chosen/bootargs` when
+    /// only `xen,dom0-bootargs` is present).
+    pub xen_bootargs: Option<String>,
+    /// One entry per `xen,domain` node, in DT order.
+    pub domains: Vec<Result<DomainConfig, ConfigError>>,
+    /// Every boot module under `/chosen`, in DT order.
+    pub modules: Vec<BootModule>,
+    /// Non-fatal findings, host and domains.
+    pub warnings: Vec<Warning>,
+}
+
+impl BootConfig {
+    /// The domains that parsed cleanly.
+    pub fn valid_domains(&self) -> impl Iterator<Item = &DomainConfig> {
+        self.domains.iter().filter_map(|d| d.as_ref().ok())
+    }
+
+    /// The errors of refused domains.
+    pub fn domain_errors(&self) -> impl Iterator<Item = &ConfigError> {
+        self.domains.iter().filter_map(|d| d.as_ref().err())
+    }
+}
+
+/// Parses a host DTB: the host platform, then `/chosen`.
+pub fn parse(dtb: &[u8]) -> Result<BootConfig, HostError> {
+    let dt = DeviceTree::parse(dtb)?;
+    parse_tree(&dt)
+}
+
+/// Like [`parse`], for an already decoded tree.
+pub fn parse_tree(dt: &DeviceTree) -> Result<BootConfig, HostError> {
+    let mut warnings = Vec::new();
+    let host = HostPlatform::from_tree(dt, &mut warnings)?;
+    let chosen = chosen::parse_chosen(dt, &host, &mut warnings);
+    Ok(BootConfig {
+        host,
+        xen_bootargs: chosen.xen_bootargs,
+        domains: chosen.domains,
+        modules: chosen.modules,
+        warnings,
+    })
+}

@@ -1,0 +1,718 @@
+//! `/chosen`: hypervisor boot arguments, boot modules and the
+//! `xen,domain` nodes (Xen `docs/misc/arm/device-tree/booting.txt`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use tessel_addr::{HostRange, PAGE_SIZE};
+
+use crate::error::{ConfigError, ErrorKind, Warning};
+use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
+use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg};
+
+/// vCPU limit of a GICv2 (8 CPU interfaces, IHI 0048B 1.4.1).
+pub const MAX_VCPUS_GICV2: u32 = 8;
+/// vCPU limit otherwise (Xen's MAX_VIRT_CPUS / GUEST_MAX_VCPUS on arm64).
+pub const MAX_VCPUS: u32 = 128;
+/// Largest `nr_spis` Xen's vGIC accepts (988 lines after rounding to 32 → 960).
+pub const MAX_NR_SPIS: u32 = 960;
+/// `capabilities` bit: control domain (Xen DOMAIN_CAPS_CONTROL).
+pub const CAP_CONTROL: u32 = 0x1;
+/// `capabilities` bit: hardware domain (Xen DOMAIN_CAPS_HARDWARE).
+pub const CAP_HARDWARE: u32 = 0x2;
+/// `capabilities` bit: xenstore domain (Xen DOMAIN_CAPS_XENSTORE).
+pub const CAP_XENSTORE: u32 = 0x4;
+
+/// Properties of a `xen,domain` node that Tessel reads.
+const KNOWN_PROPS: &[&str] = &[
+    "compatible",
+    "#address-cells",
+    "#size-cells",
+    "memory",
+    "cpus",
+    "vpl011",
+    "direct-map",
+    "xen,static-mem",
+    "#xen,static-mem-address-cells",
+    "#xen,static-mem-size-cells",
+    "nr_spis",
+    "passthrough",
+    "bootargs",
+    "capabilities",
+    "phandle",
+    "linux,phandle",
+    "name",
+];
+
+/// Xen domain properties Tessel does not implement; they are ignored with a
+/// warning (not refused) so a DTB written for Xen still boots.
+const XEN_UNSUPPORTED_PROPS: &[&str] = &[
+    "xen,enhanced",
+    "domain-cpupool",
+    "xen,domain-p2m-mem-mb",
+    "max_grant_version",
+    "max_grant_frames",
+    "max_maptrack_frames",
+    "sve",
+    "trap-unmapped-accesses",
+    "llc-colors",
+    "xen,sci_type",
+    "v8r_el1_msa",
+];
+
+/// What a boot module holds, from its `compatible`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// `multiboot,kernel` (legacy `xen,linux-zimage`).
+    Kernel,
+    /// `multiboot,ramdisk` (legacy `xen,linux-initrd`).
+    Ramdisk,
+    /// `multiboot,device-tree`: a partial device tree for passthrough.
+    DeviceTree,
+    /// `xen,xsm-policy`.
+    XsmPolicy,
+    /// `multiboot,microcode`.
+    Microcode,
+    /// Only the generic `multiboot,module`.
+    Unspecified,
+}
+
+impl ModuleKind {
+    fn of(dt: &DeviceTree, n: NodeId) -> Option<Self> {
+        let generic =
+            dt.is_compatible(n, "multiboot,module") || dt.is_compatible(n, "xen,multiboot-module");
+        let kind =
+            if dt.is_compatible(n, "multiboot,kernel") || dt.is_compatible(n, "xen,linux-zimage") {
+                Self::Kernel
+            } else if dt.is_compatible(n, "multiboot,ramdisk")
+                || dt.is_compatible(n, "xen,linux-initrd")
+            {
+                Self::Ramdisk
+            } else if dt.is_compatible(n, "multiboot,device-tree") {
+                Self::DeviceTree
+            } else if dt.is_compatible(n, "xen,xsm-policy") {
+                Self::XsmPolicy
+            } else if dt.is_compatible(n, "multiboot,microcode") {
+                Self::Microcode
+            } else if generic {
+                Self::Unspecified
+            } else {
+                return None;
+            };
+        Some(kind)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel module",
+            Self::Ramdisk => "ramdisk module",
+            Self::DeviceTree => "device-tree module",
+            Self::XsmPolicy => "XSM policy module",
+            Self::Microcode => "microcode module",
+            Self::Unspecified => "module",
+        }
+    }
+}
+
+/// A boot module somewhere under `/chosen`: memory the loader filled and
+/// the domain builder must keep away from guests until it is consumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootModule {
+    /// What the module holds.
+    pub kind: ModuleKind,
+    /// Where it is in host memory.
+    pub range: HostRange,
+    /// Name of the owning `xen,domain` node, `None` for a top-level module.
+    pub domain: Option<String>,
+    /// Path of the module node.
+    pub path: String,
+    /// The module's `bootargs`, if any.
+    pub bootargs: Option<String>,
+}
+
+/// A kernel, ramdisk or device-tree module of one domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    /// Name of the sub-node (e.g. `"kernel@4a000000"`).
+    pub node: String,
+    /// Where the module is in host memory.
+    pub range: HostRange,
+    /// The sub-node's `bootargs` (meaningful for the kernel only).
+    pub bootargs: Option<String>,
+}
+
+/// An inclusive range of physical CPU indexes (`"2-5"` in `hard-affinity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcpuRange {
+    /// First pCPU index (position in `/cpus`).
+    pub first: u32,
+    /// Last pCPU index, inclusive.
+    pub last: u32,
+}
+
+/// A `xen,vcpu` sub-node: where one vCPU may run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuAffinity {
+    /// vCPU index (`id`), below the domain's `cpus`.
+    pub id: u32,
+    /// pCPUs from `hard-affinity`; empty means no restriction.
+    pub hard_affinity: Vec<PcpuRange>,
+}
+
+/// One domain described by a `xen,domain` node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// Node name under `/chosen` (e.g. `"domU1"`).
+    pub name: String,
+    /// RAM size in KiB (`memory`).
+    pub memory_kib: u64,
+    /// Number of vCPUs (`cpus`).
+    pub cpus: u32,
+    /// Emulated SBSA UART requested (`vpl011`).
+    pub vpl011: bool,
+    /// Guest-physical equals host-physical (`direct-map`).
+    pub direct_map: bool,
+    /// Static RAM banks (`xen,static-mem`) in listed order; bank 0 receives
+    /// the kernel, DTB and ramdisk. Empty when memory comes from the heap.
+    pub static_mem: Vec<HostRange>,
+    /// `nr_spis`, if given (the builder applies Xen's default otherwise).
+    pub nr_spis: Option<u32>,
+    /// Whether passthrough is enabled: the `passthrough` property, else
+    /// whether a device-tree module is present (Xen's default).
+    pub passthrough: bool,
+    /// `capabilities` bitmask ([`CAP_CONTROL`], [`CAP_HARDWARE`],
+    /// [`CAP_XENSTORE`]); 0 when absent.
+    pub capabilities: u32,
+    /// The kernel module.
+    pub kernel: Module,
+    /// The ramdisk module, if any.
+    pub ramdisk: Option<Module>,
+    /// The partial device tree for passthrough, if any.
+    pub device_tree: Option<Module>,
+    /// `bootargs` on the domain node itself (a Tessel extension; Xen ignores
+    /// it). See [`DomainConfig::bootargs`].
+    pub node_bootargs: Option<String>,
+    /// `xen,vcpu` sub-nodes in DT order.
+    pub vcpu_affinity: Vec<VcpuAffinity>,
+}
+
+impl DomainConfig {
+    /// The guest kernel command line.
+    ///
+    /// Xen (`kernel_probe`) takes a domU's command line from the `bootargs`
+    /// of its kernel module and never reads a `bootargs` property on the
+    /// `xen,domain` node. Tessel does the same, so a DTB made for Xen boots
+    /// identically; only when the kernel module has no `bootargs` does it
+    /// fall back to the domain node's own `bootargs` (with a warning at
+    /// parse time, since Xen would pass an empty command line).
+    pub fn bootargs(&self) -> Option<&str> {
+        self.kernel
+            .bootargs
+            .as_deref()
+            .or(self.node_bootargs.as_deref())
+    }
+
+    /// Total static RAM in bytes (0 without `xen,static-mem`).
+    pub fn static_mem_bytes(&self) -> u64 {
+        self.static_mem
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.size))
+    }
+}
+
+/// Result of reading `/chosen`.
+pub(crate) struct Chosen {
+    pub xen_bootargs: Option<String>,
+    pub domains: Vec<Result<DomainConfig, ConfigError>>,
+    pub modules: Vec<BootModule>,
+}
+
+fn u32_prop(
+    dt: &DeviceTree,
+    n: NodeId,
+    node: &str,
+    prop: &str,
+) -> Result<Option<u32>, ConfigError> {
+    match dt.prop(n, prop) {
+        None => Ok(None),
+        Some(v) => dt.prop_u32(n, prop).map(Some).ok_or_else(|| {
+            ConfigError::new(
+                node,
+                Some(prop),
+                ErrorKind::Length {
+                    expected: "4 bytes (1 cell)",
+                    got: v.len(),
+                },
+            )
+        }),
+    }
+}
+
+fn string_prop(
+    dt: &DeviceTree,
+    n: NodeId,
+    node: &str,
+    prop: &str,
+) -> Result<Option<String>, ConfigError> {
+    match dt.prop(n, prop) {
+        None => Ok(None),
+        Some(v) => str_value(v)
+            .map(|s| Some(String::from(s)))
+            .ok_or_else(|| ConfigError::new(node, Some(prop), ErrorKind::NotString)),
+    }
+}
+
+/// Decodes a module's `reg` (one entry) with the cells governing `n`.
+fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, ConfigError> {
+    let e = |k| ConfigError::new(node, Some("reg"), k);
+    let cells = dt.reg_cells(n).map_err(|v| e(ErrorKind::BadCellCount(v)))?;
+    let regs = decode_reg(dt, n, "reg", cells).map_err(e)?;
+    let &(a, s) = regs
+        .first()
+        .ok_or(e(ErrorKind::Cells(tessel_addr::cells::CellError::Empty)))?;
+    checked_range(a, s).map_err(e)
+}
+
+/// Parses a `hard-affinity` string such as `"0-3,5"`; each pCPU must be
+/// below `nr_pcpus`.
+fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
+    let bad = || ErrorKind::BadString {
+        value: String::from(s),
+        accepted: "a list of pCPUs or inclusive ranges such as \"0-3,5\"",
+    };
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let first: u32 = a.trim().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        if first > last {
+            return Err(bad());
+        }
+        if last >= nr_pcpus {
+            return Err(ErrorKind::OutOfRange {
+                value: last.into(),
+                min: 0,
+                max: u64::from(nr_pcpus).saturating_sub(1),
+            });
+        }
+        out.push(PcpuRange { first, last });
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_chosen(
+    dt: &DeviceTree,
+    host: &HostPlatform,
+    warnings: &mut Vec<Warning>,
+) -> Chosen {
+    let mut out = Chosen {
+        xen_bootargs: None,
+        domains: Vec::new(),
+        modules: Vec::new(),
+    };
+    let Some(chosen) = dt.child_by_name(dt.root(), "chosen") else {
+        return out;
+    };
+    out.xen_bootargs = match dt.prop(chosen, "xen,xen-bootargs") {
+        Some(v) => {
+            let s = str_value(v).map(String::from);
+            if s.is_none() {
+                warnings.push(Warning::new(
+                    "/chosen",
+                    Some("xen,xen-bootargs"),
+                    "not a NUL-terminated string; ignored",
+                ));
+            }
+            s
+        }
+        // booting.txt: without xen,xen-bootargs but with xen,dom0-bootargs,
+        // the plain `bootargs` is Xen's.
+        None if dt.prop(chosen, "xen,dom0-bootargs").is_some() => {
+            dt.prop_str(chosen, "bootargs").map(String::from)
+        }
+        None => None,
+    };
+
+    // Boot modules at depth <= 3 (children and grandchildren of /chosen).
+    for c in dt.children(chosen) {
+        let in_domain = dt.is_compatible(c, "xen,domain");
+        let mut candidates: Vec<NodeId> = Vec::new();
+        if !in_domain {
+            candidates.push(c);
+        }
+        candidates.extend(dt.children(c));
+        for m in candidates {
+            let Some(kind) = ModuleKind::of(dt, m) else {
+                continue;
+            };
+            let domain = in_domain.then(|| String::from(dt.node(c).name.as_str()));
+            let path = dt.path(m);
+            match module_reg(dt, m, &path) {
+                Ok(range) => {
+                    if domain.is_none() && kind == ModuleKind::Kernel {
+                        warnings.push(Warning::new(
+                            &path,
+                            None,
+                            "top-level (dom0) kernel module ignored: Tessel has no dom0",
+                        ));
+                    }
+                    out.modules.push(BootModule {
+                        kind,
+                        range,
+                        domain,
+                        path,
+                        bootargs: dt.prop_str(m, "bootargs").map(String::from),
+                    });
+                }
+                // Errors in a domain's own modules refuse that domain below.
+                Err(_) if domain.is_some() => {}
+                Err(e) => warnings.push(Warning::new(
+                    &e.node,
+                    Some("reg"),
+                    "malformed module reg; module not reserved",
+                )),
+            }
+        }
+    }
+
+    for c in dt.children(chosen) {
+        if dt.is_compatible(c, "xen,domain") {
+            out.domains
+                .push(parse_domain(dt, chosen, c, host, warnings));
+        }
+    }
+    out
+}
+
+fn parse_domain(
+    dt: &DeviceTree,
+    chosen: NodeId,
+    d: NodeId,
+    host: &HostPlatform,
+    warnings: &mut Vec<Warning>,
+) -> Result<DomainConfig, ConfigError> {
+    let name = dt.node(d).name.as_str();
+    let e = |prop: &str, k| ConfigError::new(name, Some(prop), k);
+
+    for p in &dt.node(d).props {
+        let pn = p.name.as_str();
+        if XEN_UNSUPPORTED_PROPS.contains(&pn) {
+            warnings.push(Warning::new(
+                name,
+                Some(pn),
+                "Xen property not supported by Tessel; ignored",
+            ));
+        } else if !KNOWN_PROPS.contains(&pn) {
+            warnings.push(Warning::new(name, Some(pn), "unknown property; ignored"));
+        }
+    }
+
+    // memory: a 64-bit KiB count, exactly two cells.
+    let mem = dt
+        .prop(d, "memory")
+        .ok_or(e("memory", ErrorKind::Missing))?;
+    let memory_kib = match mem {
+        [a, b, c, dd, e5, f, g, h] => u64::from_be_bytes([*a, *b, *c, *dd, *e5, *f, *g, *h]),
+        _ => {
+            return Err(e(
+                "memory",
+                ErrorKind::Length {
+                    expected: "8 bytes (2 cells)",
+                    got: mem.len(),
+                },
+            ));
+        }
+    };
+    let max_kib = u64::MAX / 1024;
+    if memory_kib == 0 || memory_kib > max_kib {
+        return Err(e(
+            "memory",
+            ErrorKind::OutOfRange {
+                value: memory_kib,
+                min: 1,
+                max: max_kib,
+            },
+        ));
+    }
+    if memory_kib % (PAGE_SIZE / 1024) != 0 {
+        return Err(e(
+            "memory",
+            ErrorKind::Invalid("must be a whole number of 4 KiB pages"),
+        ));
+    }
+
+    let max_vcpus = match host.gic.version {
+        GicVersion::V2 => MAX_VCPUS_GICV2,
+        GicVersion::V3 => MAX_VCPUS,
+    };
+    let cpus = u32_prop(dt, d, name, "cpus")?.ok_or(e("cpus", ErrorKind::Missing))?;
+    if cpus == 0 || cpus > max_vcpus {
+        return Err(e(
+            "cpus",
+            ErrorKind::OutOfRange {
+                value: cpus.into(),
+                min: 1,
+                max: max_vcpus.into(),
+            },
+        ));
+    }
+
+    let vpl011 = dt.prop(d, "vpl011").is_some();
+    let direct_map = dt.prop(d, "direct-map").is_some();
+
+    let static_mem = parse_static_mem(dt, chosen, d, name, memory_kib, warnings)?;
+    if direct_map && static_mem.is_empty() {
+        return Err(e("direct-map", ErrorKind::Requires("xen,static-mem")));
+    }
+
+    let nr_spis = u32_prop(dt, d, name, "nr_spis")?;
+    if let Some(n) = nr_spis {
+        // A direct-mapped vPL011 reuses the host console SPI, which must fit.
+        let min = match (
+            vpl011,
+            direct_map,
+            host.console.as_ref().and_then(|c| c.intid),
+        ) {
+            (true, true, Some(intid)) if intid >= SPI_BASE => intid - SPI_BASE + 1,
+            (true, _, _) => 1,
+            _ => 0,
+        };
+        if n < min || n > MAX_NR_SPIS {
+            return Err(e(
+                "nr_spis",
+                ErrorKind::OutOfRange {
+                    value: n.into(),
+                    min: min.into(),
+                    max: MAX_NR_SPIS.into(),
+                },
+            ));
+        }
+    }
+
+    let capabilities = u32_prop(dt, d, name, "capabilities")?.unwrap_or(0);
+    if capabilities & !(CAP_CONTROL | CAP_HARDWARE | CAP_XENSTORE) != 0 {
+        return Err(e(
+            "capabilities",
+            ErrorKind::Invalid("unknown bits set (known: 0x1 control, 0x2 hardware, 0x4 xenstore)"),
+        ));
+    }
+
+    let node_bootargs = string_prop(dt, d, name, "bootargs")?;
+
+    // Sub-nodes: modules and vCPU affinity.
+    let mut kernel: Option<Module> = None;
+    let mut ramdisk: Option<Module> = None;
+    let mut device_tree: Option<Module> = None;
+    let mut vcpu_affinity = Vec::new();
+    for c in dt.children(d) {
+        let cname = dt.node(c).name.as_str();
+        let mut sub = String::from(name);
+        sub.push('/');
+        sub.push_str(cname);
+        if dt.is_compatible(c, "xen,vcpu") {
+            vcpu_affinity.push(parse_vcpu(dt, c, &sub, cpus, host)?);
+            continue;
+        }
+        let Some(kind) = ModuleKind::of(dt, c) else {
+            warnings.push(Warning::new(
+                &sub,
+                None,
+                "sub-node is neither a boot module nor xen,vcpu; ignored",
+            ));
+            continue;
+        };
+        let slot = match kind {
+            ModuleKind::Kernel => &mut kernel,
+            ModuleKind::Ramdisk => &mut ramdisk,
+            ModuleKind::DeviceTree => &mut device_tree,
+            _ => {
+                warnings.push(Warning::new(
+                    &sub,
+                    Some("compatible"),
+                    "module kind has no meaning inside a domain; ignored",
+                ));
+                continue;
+            }
+        };
+        let range = module_reg(dt, c, &sub)?;
+        if dt.prop(c, "reg").is_some_and(|v| {
+            dt.reg_cells(c)
+                .ok()
+                .is_some_and(|(a, s)| v.len() > (a + s) as usize * 4)
+        }) {
+            warnings.push(Warning::new(
+                &sub,
+                Some("reg"),
+                "more than one (address, size) entry; only the first is used",
+            ));
+        }
+        let bootargs = string_prop(dt, c, &sub, "bootargs")?;
+        if let Some(prev) = slot {
+            return Err(ConfigError::new(
+                name,
+                None,
+                ErrorKind::Duplicate {
+                    what: kind.describe(),
+                    first: prev.node.clone(),
+                    second: String::from(cname),
+                },
+            ));
+        }
+        *slot = Some(Module {
+            node: String::from(cname),
+            range,
+            bootargs,
+        });
+    }
+    let kernel = kernel.ok_or(ConfigError::new(
+        name,
+        None,
+        ErrorKind::NoDevice("kernel module (compatible \"multiboot,kernel\")"),
+    ))?;
+    if node_bootargs.is_some() {
+        warnings.push(Warning::new(
+            name,
+            Some("bootargs"),
+            if kernel.bootargs.is_some() {
+                "not a Xen binding; the kernel module's bootargs take precedence, this is ignored"
+            } else {
+                "not a Xen binding (Xen ignores it); Tessel uses it as the kernel command line"
+            },
+        ));
+    }
+
+    let passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
+        None => device_tree.is_some(),
+        Some("enabled") => true,
+        Some("disabled") => false,
+        Some(other) => {
+            return Err(e(
+                "passthrough",
+                ErrorKind::BadString {
+                    value: String::from(other),
+                    accepted: "\"enabled\" or \"disabled\"",
+                },
+            ));
+        }
+    };
+
+    Ok(DomainConfig {
+        name: String::from(name),
+        memory_kib,
+        cpus,
+        vpl011,
+        direct_map,
+        static_mem,
+        nr_spis,
+        passthrough,
+        capabilities,
+        kernel,
+        ramdisk,
+        device_tree,
+        node_bootargs,
+        vcpu_affinity,
+    })
+}
+
+fn parse_static_mem(
+    dt: &DeviceTree,
+    chosen: NodeId,
+    d: NodeId,
+    name: &str,
+    memory_kib: u64,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<HostRange>, ConfigError> {
+    const PROP: &str = "xen,static-mem";
+    let e = |k| ConfigError::new(name, Some(PROP), k);
+    if dt.prop(d, PROP).is_none() {
+        return Ok(Vec::new());
+    }
+    let legacy_a = dt.prop(d, "#xen,static-mem-address-cells").is_some();
+    let legacy_s = dt.prop(d, "#xen,static-mem-size-cells").is_some();
+    let cells = if legacy_a || legacy_s {
+        // Xen 4.16 binding: both dedicated properties must be present.
+        let a = u32_prop(dt, d, name, "#xen,static-mem-address-cells")?;
+        let s = u32_prop(dt, d, name, "#xen,static-mem-size-cells")?;
+        let (Some(a), Some(s)) = (a, s) else {
+            let missing = if legacy_a {
+                "#xen,static-mem-size-cells"
+            } else {
+                "#xen,static-mem-address-cells"
+            };
+            return Err(ConfigError::new(name, Some(missing), ErrorKind::Missing));
+        };
+        warnings.push(Warning::new(
+            name,
+            Some("#xen,static-mem-address-cells"),
+            "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
+        ));
+        (a, s)
+    } else {
+        // Xen >= 4.17: the cells governing the domain node itself, i.e. its
+        // parent's (/chosen's, or the nearest ancestor defining them).
+        let a = dt
+            .cells_of(chosen, Cells::Address)
+            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
+        let s = dt
+            .cells_of(chosen, Cells::Size)
+            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
+        (a, s)
+    };
+    let raw = decode_reg(dt, d, PROP, cells).map_err(e)?;
+    let mut banks: Vec<HostRange> = Vec::new();
+    for (a, s) in raw {
+        let r = checked_range(a, s).map_err(e)?;
+        if !r.is_aligned(PAGE_SIZE) {
+            return Err(e(ErrorKind::Misaligned {
+                start: a,
+                size: s,
+                align: PAGE_SIZE,
+            }));
+        }
+        if let Some(prev) = banks.iter().find(|b| b.overlaps(&r)) {
+            return Err(e(ErrorKind::SelfOverlap {
+                a: alloc::format!("{prev}"),
+                b: alloc::format!("{r}"),
+            }));
+        }
+        banks.push(r);
+    }
+    let total = banks.iter().fold(0u64, |acc, b| acc.saturating_add(b.size));
+    if total / 1024 != memory_kib || total % 1024 != 0 {
+        return Err(e(ErrorKind::SizeMismatch {
+            banks_kib: total / 1024,
+            memory_kib,
+        }));
+    }
+    Ok(banks)
+}
+
+fn parse_vcpu(
+    dt: &DeviceTree,
+    c: NodeId,
+    sub: &str,
+    cpus: u32,
+    host: &HostPlatform,
+) -> Result<VcpuAffinity, ConfigError> {
+    let id =
+        u32_prop(dt, c, sub, "id")?.ok_or(ConfigError::new(sub, Some("id"), ErrorKind::Missing))?;
+    if id >= cpus {
+        return Err(ConfigError::new(
+            sub,
+            Some("id"),
+            ErrorKind::OutOfRange {
+                value: id.into(),
+                min: 0,
+                max: u64::from(cpus) - 1,
+            },
+        ));
+    }
+    let hard_affinity = match string_prop(dt, c, sub, "hard-affinity")? {
+        None => Vec::new(),
+        Some(s) => {
+            let n = u32::try_from(host.cpus.len()).unwrap_or(u32::MAX);
+            parse_affinity(&s, n).map_err(|k| ConfigError::new(sub, Some("hard-affinity"), k))?
+        }
+    };
+    Ok(VcpuAffinity { id, hard_affinity })
+}

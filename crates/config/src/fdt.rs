@@ -1,0 +1,501 @@
+//! A small, safe reader for flattened device trees (DTB, Devicetree
+//! Specification v0.4, chapter 5).
+//!
+//! The whole blob is decoded once into an owned node arena. Every offset and
+//! length read from the blob is bounds-checked, so arbitrary bytes give an
+//! [`FdtError`], never a panic. The reader is written here rather than taken
+//! from `fdt-rs` because that crate's constructor is `unsafe` and this crate
+//! forbids unsafe code.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// FDT header magic (Devicetree Specification v0.4, 5.2).
+const FDT_MAGIC: u32 = 0xd00d_feed;
+/// Size of the version-17 header in bytes (5.2).
+const HEADER_LEN: usize = 40;
+/// Structure-block tokens (5.4.1).
+const FDT_BEGIN_NODE: u32 = 0x1;
+const FDT_END_NODE: u32 = 0x2;
+const FDT_PROP: u32 = 0x3;
+const FDT_NOP: u32 = 0x4;
+const FDT_END: u32 = 0x9;
+/// Deepest node nesting accepted; real trees stay well below 16.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a blob is not a usable flattened device tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FdtError {
+    /// Fewer bytes than the header (or than `totalsize`) needs.
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+    },
+    /// The first word is not 0xd00dfeed.
+    BadMagic(u32),
+    /// `last_comp_version` is newer than 17 or `version` older than 16.
+    UnsupportedVersion {
+        /// The `version` field.
+        version: u32,
+        /// The `last_comp_version` field.
+        last_comp: u32,
+    },
+    /// A block offset or size points outside the blob.
+    BlockOutOfBounds {
+        /// Which block.
+        block: &'static str,
+    },
+    /// An unknown token at this offset of the structure block.
+    BadToken {
+        /// Offset in the structure block.
+        offset: usize,
+        /// The token value.
+        token: u32,
+    },
+    /// The structure block is not a single, properly nested root node.
+    BadNesting {
+        /// Offset in the structure block.
+        offset: usize,
+    },
+    /// Nodes nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A node or property name is not NUL-terminated UTF-8.
+    BadName {
+        /// Offset of the name (structure or strings block).
+        offset: usize,
+    },
+}
+
+impl fmt::Display for FdtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { what } => write!(f, "device tree truncated while reading {what}"),
+            Self::BadMagic(m) => write!(f, "bad device-tree magic {m:#010x} (expected 0xd00dfeed)"),
+            Self::UnsupportedVersion { version, last_comp } => write!(
+                f,
+                "unsupported device-tree version {version} (last compatible {last_comp}); need 16 or 17"
+            ),
+            Self::BlockOutOfBounds { block } => {
+                write!(f, "device-tree {block} block lies outside the blob")
+            }
+            Self::BadToken { offset, token } => write!(
+                f,
+                "unknown device-tree token {token:#x} at structure offset {offset:#x}"
+            ),
+            Self::BadNesting { offset } => write!(
+                f,
+                "device-tree nodes badly nested at structure offset {offset:#x}"
+            ),
+            Self::TooDeep => write!(f, "device-tree nodes nested deeper than {MAX_DEPTH}"),
+            Self::BadName { offset } => write!(
+                f,
+                "device-tree name at offset {offset:#x} is not NUL-terminated UTF-8"
+            ),
+        }
+    }
+}
+
+/// Index of a node in a [`DeviceTree`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub usize);
+
+/// One property: its name and raw (big-endian) value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Property {
+    /// Property name.
+    pub name: String,
+    /// Raw value bytes.
+    pub value: Vec<u8>,
+}
+
+/// One node of the decoded tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Full node name including any unit address (`"pl011@9000000"`); empty
+    /// for the root.
+    pub name: String,
+    /// Parent node, `None` for the root.
+    pub parent: Option<NodeId>,
+    /// Children in blob order.
+    pub children: Vec<NodeId>,
+    /// Properties in blob order.
+    pub props: Vec<Property>,
+}
+
+/// A decoded flattened device tree. Node 0 is the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceTree {
+    nodes: Vec<Node>,
+    memreserve: Vec<(u64, u64)>,
+}
+
+fn be32(buf: &[u8], off: usize, what: &'static str) -> Result<u32, FdtError> {
+    let end = off.checked_add(4).ok_or(FdtError::Truncated { what })?;
+    let b = buf.get(off..end).ok_or(FdtError::Truncated { what })?;
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn be64(buf: &[u8], off: usize, what: &'static str) -> Result<u64, FdtError> {
+    let hi = be32(buf, off, what)?;
+    let lo = be32(
+        buf,
+        off.checked_add(4).ok_or(FdtError::Truncated { what })?,
+        what,
+    )?;
+    Ok((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// Reads a NUL-terminated UTF-8 string starting at `off`.
+fn cstr(buf: &[u8], off: usize, err_off: usize) -> Result<(&str, usize), FdtError> {
+    let bad = FdtError::BadName { offset: err_off };
+    let rest = buf.get(off..).ok_or(bad.clone())?;
+    let len = rest.iter().position(|&b| b == 0).ok_or(bad.clone())?;
+    let s = core::str::from_utf8(&rest[..len]).map_err(|_| bad)?;
+    Ok((s, len))
+}
+
+fn align4(v: usize) -> Option<usize> {
+    v.checked_add(3).map(|x| x & !3)
+}
+
+fn block<'a>(
+    blob: &'a [u8],
+    off: u32,
+    size: u32,
+    block: &'static str,
+) -> Result<&'a [u8], FdtError> {
+    let start = off as usize;
+    let end = start
+        .checked_add(size as usize)
+        .ok_or(FdtError::BlockOutOfBounds { block })?;
+    blob.get(start..end)
+        .ok_or(FdtError::BlockOutOfBounds { block })
+}
+
+impl DeviceTree {
+    /// Decodes a flattened device tree (versions 16 and 17).
+    pub fn parse(blob: &[u8]) -> Result<Self, FdtError> {
+        if blob.len() < HEADER_LEN {
+            return Err(FdtError::Truncated { what: "header" });
+        }
+        let magic = be32(blob, 0, "header")?;
+        if magic != FDT_MAGIC {
+            return Err(FdtError::BadMagic(magic));
+        }
+        let total = be32(blob, 4, "header")? as usize;
+        let off_struct = be32(blob, 8, "header")?;
+        let off_strings = be32(blob, 12, "header")?;
+        let off_rsv = be32(blob, 16, "header")? as usize;
+        let version = be32(blob, 20, "header")?;
+        let last_comp = be32(blob, 24, "header")?;
+        let size_strings = be32(blob, 32, "header")?;
+        let size_struct = be32(blob, 36, "header")?;
+        if version < 16 || last_comp > 17 {
+            return Err(FdtError::UnsupportedVersion { version, last_comp });
+        }
+        let blob = blob
+            .get(..total)
+            .ok_or(FdtError::Truncated { what: "blob" })?;
+        let strings = block(blob, off_strings, size_strings, "strings")?;
+        let structure = if version >= 17 {
+            block(blob, off_struct, size_struct, "structure")?
+        } else {
+            blob.get(off_struct as usize..)
+                .ok_or(FdtError::BlockOutOfBounds { block: "structure" })?
+        };
+
+        let mut memreserve = Vec::new();
+        let mut off = off_rsv;
+        loop {
+            let addr = be64(blob, off, "memory reservation block")?;
+            let size = be64(
+                blob,
+                off.checked_add(8).ok_or(FdtError::Truncated {
+                    what: "memory reservation block",
+                })?,
+                "memory reservation block",
+            )?;
+            if addr == 0 && size == 0 {
+                break;
+            }
+            memreserve.push((addr, size));
+            off = off.checked_add(16).ok_or(FdtError::Truncated {
+                what: "memory reservation block",
+            })?;
+        }
+
+        let nodes = Self::parse_structure(structure, strings)?;
+        Ok(Self { nodes, memreserve })
+    }
+
+    fn parse_structure(structure: &[u8], strings: &[u8]) -> Result<Vec<Node>, FdtError> {
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut stack: Vec<usize> = Vec::new();
+        let mut off = 0usize;
+        let mut root_closed = false;
+        loop {
+            let token = be32(structure, off, "structure block")?;
+            let here = off;
+            off += 4;
+            match token {
+                FDT_BEGIN_NODE => {
+                    if root_closed {
+                        return Err(FdtError::BadNesting { offset: here });
+                    }
+                    let (name, len) = cstr(structure, off, off)?;
+                    let name = String::from(name);
+                    off = align4(off + len + 1).ok_or(FdtError::Truncated { what: "node name" })?;
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(FdtError::TooDeep);
+                    }
+                    let id = nodes.len();
+                    let parent = stack.last().copied();
+                    if let Some(p) = parent {
+                        nodes[p].children.push(NodeId(id));
+                    }
+                    nodes.push(Node {
+                        name,
+                        parent: parent.map(NodeId),
+                        children: Vec::new(),
+                        props: Vec::new(),
+                    });
+                    stack.push(id);
+                }
+                FDT_END_NODE => {
+                    if stack.pop().is_none() {
+                        return Err(FdtError::BadNesting { offset: here });
+                    }
+                    if stack.is_empty() {
+                        root_closed = true;
+                    }
+                }
+                FDT_PROP => {
+                    let len = be32(structure, off, "property header")? as usize;
+                    let nameoff = be32(structure, off + 4, "property header")? as usize;
+                    off += 8;
+                    let end = off.checked_add(len).ok_or(FdtError::Truncated {
+                        what: "property value",
+                    })?;
+                    let value = structure
+                        .get(off..end)
+                        .ok_or(FdtError::Truncated {
+                            what: "property value",
+                        })?
+                        .to_vec();
+                    off = align4(end).ok_or(FdtError::Truncated {
+                        what: "property value",
+                    })?;
+                    let (name, _) = cstr(strings, nameoff, nameoff)?;
+                    let cur = *stack.last().ok_or(FdtError::BadNesting { offset: here })?;
+                    nodes[cur].props.push(Property {
+                        name: String::from(name),
+                        value,
+                    });
+                }
+                FDT_NOP => {}
+                FDT_END => {
+                    if !root_closed || !stack.is_empty() {
+                        return Err(FdtError::BadNesting { offset: here });
+                    }
+                    return Ok(nodes);
+                }
+                other => {
+                    return Err(FdtError::BadToken {
+                        offset: here,
+                        token: other,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The root node.
+    pub fn root(&self) -> NodeId {
+        NodeId(0)
+    }
+
+    /// The node behind `id`.
+    ///
+    /// `id` must come from this tree; an unknown id yields the root, so a
+    /// stale id can never cause a panic.
+    pub fn node(&self, id: NodeId) -> &Node {
+        // The arena is never empty: parsing fails without a root node.
+        self.nodes.get(id.0).unwrap_or(&self.nodes[0])
+    }
+
+    /// All nodes in blob (depth-first) order.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.nodes.len()).map(NodeId)
+    }
+
+    /// The memory-reservation block entries as (address, size).
+    pub fn memreserve(&self) -> &[(u64, u64)] {
+        &self.memreserve
+    }
+
+    /// Children of `id`.
+    pub fn children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.node(id).children.iter().copied()
+    }
+
+    /// Raw value of property `name` of node `id`.
+    pub fn prop(&self, id: NodeId, name: &str) -> Option<&[u8]> {
+        self.node(id)
+            .props
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_slice())
+    }
+
+    /// A property holding exactly one u32 cell; `None` when absent or of
+    /// another length.
+    pub fn prop_u32(&self, id: NodeId, name: &str) -> Option<u32> {
+        match self.prop(id, name)? {
+            [a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+            _ => None,
+        }
+    }
+
+    /// A property holding one NUL-terminated UTF-8 string.
+    pub fn prop_str(&self, id: NodeId, name: &str) -> Option<&str> {
+        str_value(self.prop(id, name)?)
+    }
+
+    /// The strings of a string-list property such as `compatible`.
+    pub fn prop_strs<'a>(&'a self, id: NodeId, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let v = self.prop(id, name).unwrap_or(&[]);
+        let v = v.strip_suffix(&[0]).unwrap_or(v);
+        v.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| core::str::from_utf8(s).ok())
+    }
+
+    /// Whether `compatible` of `id` lists `compat`.
+    pub fn is_compatible(&self, id: NodeId, compat: &str) -> bool {
+        self.prop_strs(id, "compatible").any(|c| c == compat)
+    }
+
+    /// Whether the node is enabled: `status` absent, `"okay"` or `"ok"`.
+    pub fn is_enabled(&self, id: NodeId) -> bool {
+        match self.prop(id, "status") {
+            None => true,
+            Some(_) => matches!(self.prop_str(id, "status"), Some("okay" | "ok")),
+        }
+    }
+
+    /// Node name without the unit address (`"pl011"` for `"pl011@9000000"`).
+    pub fn base_name(&self, id: NodeId) -> &str {
+        let n = self.node(id).name.as_str();
+        n.split('@').next().unwrap_or(n)
+    }
+
+    /// Full path of `id` (`"/"` for the root).
+    pub fn path(&self, id: NodeId) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        let mut cur = Some(id);
+        while let Some(c) = cur {
+            let n = self.node(c);
+            if n.parent.is_some() {
+                parts.push(n.name.as_str());
+            }
+            cur = n.parent;
+        }
+        if parts.is_empty() {
+            return String::from("/");
+        }
+        let mut s = String::new();
+        for p in parts.iter().rev() {
+            s.push('/');
+            s.push_str(p);
+        }
+        s
+    }
+
+    /// Child of `parent` with name `name`. A name without `@` also matches a
+    /// child whose name has a unit address, if it is the only such child.
+    pub fn child_by_name(&self, parent: NodeId, name: &str) -> Option<NodeId> {
+        let mut loose = None;
+        let mut loose_count = 0;
+        for c in self.children(parent) {
+            let n = self.node(c).name.as_str();
+            if n == name {
+                return Some(c);
+            }
+            if !name.contains('@') && self.base_name(c) == name {
+                loose = Some(c);
+                loose_count += 1;
+            }
+        }
+        if loose_count == 1 { loose } else { None }
+    }
+
+    /// Looks up an absolute path such as `"/soc/serial@1000"`.
+    pub fn find_path(&self, path: &str) -> Option<NodeId> {
+        let rest = path.strip_prefix('/')?;
+        let mut cur = self.root();
+        for comp in rest.split('/').filter(|c| !c.is_empty()) {
+            cur = self.child_by_name(cur, comp)?;
+        }
+        Some(cur)
+    }
+
+    /// The node whose `phandle` (or legacy `linux,phandle`) is `ph`.
+    pub fn find_phandle(&self, ph: u32) -> Option<NodeId> {
+        if ph == 0 || ph == u32::MAX {
+            return None;
+        }
+        self.nodes().find(|&n| {
+            self.prop_u32(n, "phandle") == Some(ph) || self.prop_u32(n, "linux,phandle") == Some(ph)
+        })
+    }
+
+    /// The value of `#address-cells` (or `#size-cells`, per `which`) that
+    /// governs `reg` properties of `id`'s *children*: `id`'s own property,
+    /// else that of its nearest ancestor defining one, else the spec default
+    /// at the root (2 for address, 1 for size). This is the rule Xen's host
+    /// DT walkers use (see the crate docs).
+    pub fn cells_of(&self, id: NodeId, which: Cells) -> Result<u32, u32> {
+        let (name, default) = match which {
+            Cells::Address => ("#address-cells", 2),
+            Cells::Size => ("#size-cells", 1),
+        };
+        let mut cur = Some(id);
+        while let Some(c) = cur {
+            if self.prop(c, name).is_some() {
+                return self.prop_u32(c, name).ok_or(u32::MAX);
+            }
+            cur = self.node(c).parent;
+        }
+        Ok(default)
+    }
+
+    /// The (address, size) cells that decode `id`'s own `reg`: those of its
+    /// parent, per [`DeviceTree::cells_of`]. `Err` carries the offending value
+    /// (`u32::MAX` when the property is not one cell).
+    pub fn reg_cells(&self, id: NodeId) -> Result<(u32, u32), u32> {
+        let parent = self.node(id).parent.unwrap_or(self.root());
+        Ok((
+            self.cells_of(parent, Cells::Address)?,
+            self.cells_of(parent, Cells::Size)?,
+        ))
+    }
+}
+
+/// Which cell count [`DeviceTree::cells_of`] looks up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cells {
+    /// `#address-cells`.
+    Address,
+    /// `#size-cells`.
+    Size,
+}
+
+/// Decodes a property value holding one NUL-terminated UTF-8 string.
+pub fn str_value(v: &[u8]) -> Option<&str> {
+    let body = v.strip_suffix(&[0])?;
+    if body.contains(&0) {
+        return None;
+    }
+    core::str::from_utf8(body).ok()
+}
