@@ -1,2 +1,757 @@
-//! Guest device-tree generation for dom0less domains
-#![no_std]
+//! Guest device-tree generation for dom0less domains.
+//!
+//! Every Tessel guest boots with a device tree the hypervisor writes for it,
+//! describing exactly the virtual platform it gets: its vCPUs, RAM banks, the
+//! vGIC (v2 or v3), the architected timer, PSCI, the optional vPL011 console,
+//! `/chosen`, and the devices passed through from the administrator's partial
+//! device tree. The content follows what Xen generates for a dom0less domU
+//! (see the crate-level notes below for where and why we differ).
+//!
+//! The input is a plain [`GuestDtSpec`] the domain builder fills in; the
+//! output is a DTB (`Vec<u8>`) of at most [`MAX_DTB_SIZE`] bytes.
+//!
+//! Differences from Xen, on purpose:
+//! * the root has `compatible = "linux,dummy-virt"` (the Linux binding for "a
+//!   virtual platform fully described by its device tree") and a `model`, as
+//!   the Devicetree Specification requires both at the root; Xen emits none;
+//! * `/chosen/stdout-path` points at the vPL011 (or the node the builder
+//!   names), and `/aliases/serial0` is added, so `console=` is optional;
+//! * the root carries `interrupt-parent = <gic>`, so copied passthrough nodes
+//!   without their own `interrupt-parent` still resolve to the vGIC;
+//! * the timer node carries `always-on`: a vCPU's virtual timer keeps its
+//!   state while the guest idles (the hypervisor saves it), so Linux needs no
+//!   broadcast timer;
+//! * PPI CPU masks reflect the vCPU count for GICv2 and are 0 for GICv3
+//!   (the GICv3 binding does not use them); Xen always writes 0xf;
+//! * the legacy PSCI 0.1 `arm,psci` compatible and `cpu_on`/`cpu_off` IDs are
+//!   not emitted: guests use the PSCI 0.2+ standard function IDs.
+//!
+//! The tree is for a 64-bit (AArch64) guest kernel.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod reader;
+pub mod writer;
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use tessel_addr::{Address, GuestPhysAddr, GuestRange};
+
+pub use reader::{Node, PartialDt, PartialDtError, Prop};
+pub use writer::{FdtError, FdtWriter};
+
+/// Largest guest DTB Tessel generates (Xen's cap, and the largest DTB the
+/// Linux arm64 boot protocol accepts: Documentation/arch/arm64/booting.rst,
+/// "Setup the device tree").
+pub const MAX_DTB_SIZE: usize = 2 << 20;
+
+/// Default phandle of the guest interrupt controller (Xen's
+/// GUEST_PHANDLE_GIC, public/device_tree_defs.h). Partial-DT phandles must
+/// stay below it.
+pub const GUEST_PHANDLE_GIC: u32 = 65000;
+/// Reserved by Xen for a virtual IOMMU; never allocated by Tessel, but kept
+/// out of the partial DT's range as well.
+pub const GUEST_PHANDLE_IOMMU: u32 = 65001;
+/// Phandle of the fixed `apb-pclk` clock emitted for a PL011 console.
+pub const GUEST_PHANDLE_APB_PCLK: u32 = 65002;
+
+/// Size of the GICv2 distributor frame in the guest DT (IHI 0048B, 4.1.1:
+/// the Distributor register map spans 4 KiB).
+pub const GICV2_GICD_SIZE: u64 = 0x1000;
+/// Size of the GICv2 CPU-interface frame in the guest DT (IHI 0048B, 4.1.2:
+/// GICC_DIR at 0x1000 makes it 8 KiB).
+pub const GICV2_GICC_SIZE: u64 = 0x2000;
+/// Size of the GICv3 distributor frame (IHI 0069, 12.8: 64 KiB).
+pub const GICV3_GICD_SIZE: u64 = 0x1_0000;
+/// Stride of one GICv3 redistributor: RD_base + SGI_base, 64 KiB each
+/// (IHI 0069, 12.10).
+pub const GICV3_GICR_STRIDE: u64 = 0x2_0000;
+/// Most vCPUs a GICv2 can address (IHI 0048B, 2.2: 8 CPU interfaces).
+pub const GICV2_MAX_CPUS: usize = 8;
+/// Smallest MMIO window accepted for the vPL011 (one 4 KiB page; the PL011
+/// register map, ARM DDI 0183G 3.2, ends at 0xFFC).
+pub const UART_MIN_SIZE: u64 = 0x1000;
+/// Frequency of the fixed `apb-pclk` clock given to a PL011 console. The vPL011
+/// ignores divisors, so the value only needs to be plausible (QEMU uses the same).
+pub const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// MPIDR affinity fields Aff3 (bits 39:32) and Aff2..Aff0 (bits 23:0)
+/// (ARM DDI 0487, D23.2 MPIDR_EL1); DT `reg` of a CPU holds only these.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// Interrupt-specifier type flags (bindings/interrupt-controller/arm,gic.yaml).
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+const IRQ_TYPE_LEVEL_LOW: u32 = 8;
+/// First PPI and first SPI INTID (IHI 0069, 2.2.1).
+const PPI_BASE: u32 = 16;
+const SPI_BASE: u32 = 32;
+/// Largest SPI INTID (1020..1023 are special, IHI 0069 2.2.1).
+const SPI_MAX: u32 = 1019;
+
+/// The guest's interrupt controller.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum GicSpec {
+    /// GICv2: distributor (4 KiB) and CPU interface (8 KiB) bases.
+    V2 {
+        /// Guest-physical base of GICD.
+        gicd: GuestPhysAddr,
+        /// Guest-physical base of GICC.
+        gicc: GuestPhysAddr,
+    },
+    /// GICv3: distributor (64 KiB) and one or more redistributor regions.
+    V3 {
+        /// Guest-physical base of GICD.
+        gicd: GuestPhysAddr,
+        /// Redistributor regions, each a whole number of 128 KiB frames,
+        /// together covering every vCPU.
+        redistributors: Vec<GuestRange>,
+    },
+}
+
+/// Architected-timer interrupts (INTIDs, so PPIs are 16..=31).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TimerSpec {
+    /// Secure physical timer PPI.
+    pub secure_phys: u32,
+    /// Non-secure physical timer PPI.
+    pub nonsecure_phys: u32,
+    /// Virtual timer PPI.
+    pub virt: u32,
+    /// `clock-frequency` to advertise; `None` lets the guest read CNTFRQ_EL0
+    /// (preferred: only set it when firmware left CNTFRQ wrong).
+    pub clock_frequency: Option<u32>,
+}
+
+impl Default for TimerSpec {
+    /// Xen's guest timer PPIs (public/arch-arm.h): 29, 30, 27.
+    fn default() -> Self {
+        Self {
+            secure_phys: 29,
+            nonsecure_phys: 30,
+            virt: 27,
+            clock_frequency: None,
+        }
+    }
+}
+
+/// Which UART binding the vPL011 is described with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UartKind {
+    /// `arm,sbsa-uart` (Xen's choice; the emulated SBSA subset of PL011).
+    SbsaUart,
+    /// `arm,pl011` + `arm,primecell`, with the clocks Linux's amba-pl011
+    /// driver requires. The vPL011 must then answer the PrimeCell ID registers.
+    Pl011,
+}
+
+/// The emulated console UART.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UartSpec {
+    /// Guest-physical base.
+    pub base: GuestPhysAddr,
+    /// MMIO size (at least [`UART_MIN_SIZE`]).
+    pub size: u64,
+    /// Interrupt INTID (an SPI, 32..=1019).
+    pub spi: u32,
+    /// Binding to use.
+    pub kind: UartKind,
+    /// Baud rate advertised in `current-speed` (the SBSA UART binding requires it).
+    pub current_speed: u32,
+}
+
+/// Contents of `/chosen`.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ChosenSpec {
+    /// Kernel command line; omitted when `None` or empty.
+    pub bootargs: Option<String>,
+    /// `stdout-path`; `None` means "the vPL011 node" when there is one.
+    pub stdout_path: Option<String>,
+    /// Where the loader put the initrd, if any.
+    pub initrd: Option<GuestRange>,
+}
+
+/// Everything needed to write one guest's device tree.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GuestDtSpec<'a> {
+    /// MPIDR affinity value (`reg`) of each vCPU, boot vCPU first.
+    pub cpus: Vec<u64>,
+    /// `compatible` of each cpu node (e.g. "arm,cortex-a57", or "arm,armv8").
+    pub cpu_compatible: String,
+    /// Guest RAM banks.
+    pub memory: Vec<GuestRange>,
+    /// The vGIC.
+    pub gic: GicSpec,
+    /// The architected timer.
+    pub timer: TimerSpec,
+    /// The vPL011 console, if the domain has one.
+    pub vpl011: Option<UartSpec>,
+    /// `/chosen`.
+    pub chosen: ChosenSpec,
+    /// The administrator's partial DTB (passthrough description), if any.
+    pub partial_dtb: Option<&'a [u8]>,
+}
+
+/// Why a guest device tree could not be generated.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum GuestDtError {
+    /// The spec lists no vCPU.
+    NoCpus,
+    /// Two vCPUs share an MPIDR.
+    DuplicateCpu(u64),
+    /// An MPIDR with bits outside the affinity fields.
+    BadMpidr(u64),
+    /// GICv2 cannot serve more than 8 vCPUs.
+    TooManyCpusForGicV2(usize),
+    /// The spec lists no RAM bank.
+    NoMemory,
+    /// A RAM bank is empty or wraps the address space.
+    BadBank(GuestRange),
+    /// Two RAM banks overlap.
+    OverlappingBanks(GuestRange, GuestRange),
+    /// GICv3 without redistributor regions.
+    NoRedistributors,
+    /// A redistributor region not 64 KiB aligned or not a whole number of frames.
+    BadRedistributorRegion(GuestRange),
+    /// The redistributor regions cannot serve every vCPU.
+    RedistributorsTooSmall {
+        /// vCPUs in the guest.
+        cpus: usize,
+        /// Redistributor frames the regions hold.
+        frames: u64,
+    },
+    /// A timer interrupt that is not a PPI.
+    BadTimerPpi {
+        /// Which timer interrupt.
+        which: &'static str,
+        /// The INTID given.
+        intid: u32,
+    },
+    /// The vPL011 interrupt is not an SPI.
+    BadUartSpi(u32),
+    /// The vPL011 window is smaller than 4 KiB or wraps.
+    BadUartWindow {
+        /// Base of the window.
+        base: GuestPhysAddr,
+        /// Size of the window.
+        size: u64,
+    },
+    /// The initrd range is empty or wraps.
+    BadInitrd(GuestRange),
+    /// A string for the tree (bootargs, compatible, path) contains a NUL.
+    NulInString(&'static str),
+    /// The partial DTB is invalid.
+    Partial(PartialDtError),
+    /// The tree could not be written (names from the partial DTB, size).
+    Fdt(FdtError),
+}
+
+impl fmt::Display for GuestDtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCpus => write!(f, "guest has no vCPU"),
+            Self::DuplicateCpu(m) => write!(f, "two vCPUs have MPIDR {m:#x}"),
+            Self::BadMpidr(m) => {
+                write!(
+                    f,
+                    "vCPU MPIDR {m:#x} has bits outside Aff3..Aff0 ({MPIDR_AFFINITY_MASK:#x})"
+                )
+            }
+            Self::TooManyCpusForGicV2(n) => {
+                write!(
+                    f,
+                    "GICv2 supports at most {GICV2_MAX_CPUS} vCPUs, guest has {n}"
+                )
+            }
+            Self::NoMemory => write!(f, "guest has no RAM bank"),
+            Self::BadBank(b) => write!(f, "RAM bank {b} is empty or wraps the address space"),
+            Self::OverlappingBanks(a, b) => write!(f, "RAM banks {a} and {b} overlap"),
+            Self::NoRedistributors => write!(f, "GICv3 guest has no redistributor region"),
+            Self::BadRedistributorRegion(r) => write!(
+                f,
+                "redistributor region {r} is not 64 KiB aligned or not a multiple of {GICV3_GICR_STRIDE:#x} bytes"
+            ),
+            Self::RedistributorsTooSmall { cpus, frames } => write!(
+                f,
+                "redistributor regions hold {frames} frames but the guest has {cpus} vCPUs"
+            ),
+            Self::BadTimerPpi { which, intid } => {
+                write!(f, "{which} timer interrupt {intid} is not a PPI (16..=31)")
+            }
+            Self::BadUartSpi(i) => {
+                write!(
+                    f,
+                    "vPL011 interrupt {i} is not an SPI ({SPI_BASE}..={SPI_MAX})"
+                )
+            }
+            Self::BadUartWindow { base, size } => write!(
+                f,
+                "vPL011 window {base:#x}+{size:#x} is smaller than {UART_MIN_SIZE:#x} bytes or wraps"
+            ),
+            Self::BadInitrd(r) => write!(f, "initrd range {r} is empty or wraps"),
+            Self::NulInString(what) => write!(f, "{what} contains a NUL byte"),
+            Self::Partial(e) => write!(f, "{e}"),
+            Self::Fdt(e) => write!(f, "guest device tree: {e}"),
+        }
+    }
+}
+
+impl From<FdtError> for GuestDtError {
+    fn from(e: FdtError) -> Self {
+        Self::Fdt(e)
+    }
+}
+
+impl From<PartialDtError> for GuestDtError {
+    fn from(e: PartialDtError) -> Self {
+        Self::Partial(e)
+    }
+}
+
+/// Properties of `/passthrough` nodes that Xen consumes and never copies
+/// (docs/misc/arm/passthrough.txt).
+const CONSUMED_PASSTHROUGH_PROPS: [&str; 3] =
+    ["xen,reg", "xen,path", "xen,force-assign-without-iommu"];
+
+/// The parts of a partial DT that reach the guest.
+struct PartialParts<'p, 'a> {
+    gic_phandle: Option<u32>,
+    aliases: Option<&'p Node<'a>>,
+    passthrough: Option<&'p Node<'a>>,
+}
+
+fn collect_phandles(
+    node: &Node<'_>,
+    path: &str,
+    max_check: bool,
+    seen: &mut BTreeSet<u32>,
+    dup_check: bool,
+) -> Result<(), PartialDtError> {
+    if let Some(ph) = node.phandle(path)? {
+        if max_check && (ph == 0 || ph >= GUEST_PHANDLE_GIC) {
+            return Err(PartialDtError::ReservedPhandle {
+                node: String::from(path),
+                phandle: ph,
+            });
+        }
+        if dup_check && !seen.insert(ph) {
+            return Err(PartialDtError::DuplicatePhandle {
+                node: String::from(path),
+                phandle: ph,
+            });
+        }
+    }
+    for c in &node.children {
+        let child_path = join_path(path, c.name);
+        collect_phandles(c, &child_path, max_check, seen, dup_check)?;
+    }
+    Ok(())
+}
+
+fn check_interrupt_parents(
+    node: &Node<'_>,
+    path: &str,
+    known: &BTreeSet<u32>,
+) -> Result<(), PartialDtError> {
+    if let Some(p) = node.prop("interrupt-parent") {
+        let ph = <[u8; 4]>::try_from(p.value)
+            .map(u32::from_be_bytes)
+            .map_err(|_| PartialDtError::BadPhandleProperty(String::from(path)))?;
+        if !known.contains(&ph) {
+            return Err(PartialDtError::DanglingInterruptParent {
+                node: String::from(path),
+                phandle: ph,
+            });
+        }
+    }
+    for c in &node.children {
+        check_interrupt_parents(c, &join_path(path, c.name), known)?;
+    }
+    Ok(())
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>, PartialDtError> {
+    // Every phandle in the whole partial DT must stay below the reserved range.
+    let mut all = BTreeSet::new();
+    collect_phandles(&dt.root, "/", true, &mut all, false)?;
+
+    let gic = dt.root.child("gic");
+    let aliases = dt.root.child("aliases");
+    let passthrough = dt.root.child("passthrough");
+    let gic_phandle = match gic {
+        Some(g) => g.phandle("/gic")?,
+        None => None,
+    };
+    // Phandles that will exist in the guest must be unique.
+    let mut copied = BTreeSet::new();
+    if let Some(ph) = gic_phandle {
+        copied.insert(ph);
+    }
+    for (node, path) in [(aliases, "/aliases"), (passthrough, "/passthrough")] {
+        if let Some(n) = node {
+            collect_phandles(n, path, false, &mut copied, true)?;
+        }
+    }
+    // interrupt-parent inside /passthrough must reach a node the guest has.
+    let mut known = copied;
+    known.insert(gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
+    if let Some(p) = passthrough {
+        check_interrupt_parents(p, "/passthrough", &known)?;
+    }
+    Ok(PartialParts {
+        gic_phandle,
+        aliases,
+        passthrough,
+    })
+}
+
+fn copy_node(w: &mut FdtWriter, node: &Node<'_>, strip_xen: bool) -> Result<(), FdtError> {
+    w.begin_node(node.name)?;
+    for p in &node.props {
+        if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name) {
+            continue;
+        }
+        w.property(p.name, p.value)?;
+    }
+    for c in &node.children {
+        copy_node(w, c, strip_xen)?;
+    }
+    w.end_node()
+}
+
+/// Interrupt specifier for a PPI (3-cell GIC binding).
+fn ppi_spec(intid: u32, cpumask: u32, ty: u32) -> [u32; 3] {
+    [1, intid - PPI_BASE, (cpumask << 8) | ty]
+}
+
+fn check_str(s: &str, what: &'static str) -> Result<(), GuestDtError> {
+    if s.as_bytes().contains(&0) {
+        return Err(GuestDtError::NulInString(what));
+    }
+    Ok(())
+}
+
+fn reg_cells(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<u32> {
+    let mut v = Vec::new();
+    for (a, s) in ranges {
+        v.extend_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
+    }
+    v
+}
+
+impl GuestDtSpec<'_> {
+    fn validate(&self) -> Result<(), GuestDtError> {
+        if self.cpus.is_empty() {
+            return Err(GuestDtError::NoCpus);
+        }
+        let mut seen = BTreeSet::new();
+        for &m in &self.cpus {
+            if m & !MPIDR_AFFINITY_MASK != 0 {
+                return Err(GuestDtError::BadMpidr(m));
+            }
+            if !seen.insert(m) {
+                return Err(GuestDtError::DuplicateCpu(m));
+            }
+        }
+        check_str(&self.cpu_compatible, "cpu compatible")?;
+        if self.memory.is_empty() {
+            return Err(GuestDtError::NoMemory);
+        }
+        for (i, b) in self.memory.iter().enumerate() {
+            if b.is_empty() || b.end().is_none() {
+                return Err(GuestDtError::BadBank(*b));
+            }
+            if let Some(o) = self.memory.iter().skip(i + 1).find(|o| o.overlaps(b)) {
+                return Err(GuestDtError::OverlappingBanks(*b, *o));
+            }
+        }
+        match &self.gic {
+            GicSpec::V2 { .. } => {
+                if self.cpus.len() > GICV2_MAX_CPUS {
+                    return Err(GuestDtError::TooManyCpusForGicV2(self.cpus.len()));
+                }
+            }
+            GicSpec::V3 { redistributors, .. } => {
+                if redistributors.is_empty() {
+                    return Err(GuestDtError::NoRedistributors);
+                }
+                let mut frames = 0u64;
+                for r in redistributors {
+                    if r.is_empty()
+                        || r.end().is_none()
+                        || !r.start.is_aligned(0x1_0000)
+                        || !r.size.is_multiple_of(GICV3_GICR_STRIDE)
+                    {
+                        return Err(GuestDtError::BadRedistributorRegion(*r));
+                    }
+                    frames += r.size / GICV3_GICR_STRIDE;
+                }
+                if frames < self.cpus.len() as u64 {
+                    return Err(GuestDtError::RedistributorsTooSmall {
+                        cpus: self.cpus.len(),
+                        frames,
+                    });
+                }
+            }
+        }
+        for (which, intid) in [
+            ("secure physical", self.timer.secure_phys),
+            ("non-secure physical", self.timer.nonsecure_phys),
+            ("virtual", self.timer.virt),
+        ] {
+            if !(PPI_BASE..SPI_BASE).contains(&intid) {
+                return Err(GuestDtError::BadTimerPpi { which, intid });
+            }
+        }
+        if let Some(u) = &self.vpl011 {
+            if !(SPI_BASE..=SPI_MAX).contains(&u.spi) {
+                return Err(GuestDtError::BadUartSpi(u.spi));
+            }
+            if u.size < UART_MIN_SIZE || u.base.checked_add(u.size).is_none() {
+                return Err(GuestDtError::BadUartWindow {
+                    base: u.base,
+                    size: u.size,
+                });
+            }
+        }
+        if let Some(bootargs) = &self.chosen.bootargs {
+            check_str(bootargs, "bootargs")?;
+        }
+        if let Some(p) = &self.chosen.stdout_path {
+            check_str(p, "stdout-path")?;
+        }
+        if let Some(r) = &self.chosen.initrd
+            && (r.is_empty() || r.end().is_none())
+        {
+            return Err(GuestDtError::BadInitrd(*r));
+        }
+        Ok(())
+    }
+
+    /// The path of the vPL011 node in the generated tree, if there is one
+    /// (e.g. `/sbsa-uart@22000000`).
+    pub fn uart_path(&self) -> Option<String> {
+        self.vpl011.as_ref().map(|u| {
+            let stem = match u.kind {
+                UartKind::SbsaUart => "sbsa-uart",
+                UartKind::Pl011 => "pl011",
+            };
+            format!("/{stem}@{:x}", u.base.as_u64())
+        })
+    }
+
+    /// Generates the guest DTB. Fails with a typed error when the spec or the
+    /// partial DTB is inconsistent, or the result exceeds [`MAX_DTB_SIZE`].
+    pub fn generate(&self) -> Result<Vec<u8>, GuestDtError> {
+        self.validate()?;
+        let partial = match self.partial_dtb {
+            Some(blob) => Some(PartialDt::parse(blob)?),
+            None => None,
+        };
+        let parts = match &partial {
+            Some(dt) => Some(analyse_partial(dt)?),
+            None => None,
+        };
+        let gic_phandle = parts
+            .as_ref()
+            .and_then(|p| p.gic_phandle)
+            .filter(|p| *p != 0)
+            .unwrap_or(GUEST_PHANDLE_GIC);
+        let uart_path = self.uart_path();
+        let ncpus = self.cpus.len();
+
+        let mut w = FdtWriter::new();
+        // reg of the boot CPU; Aff3 does not fit the 32-bit header field and
+        // arm64 Linux ignores it anyway.
+        w.set_boot_cpuid_phys(self.cpus.first().map_or(0, |m| *m as u32));
+
+        w.begin_node("")?;
+        w.property_u32("#address-cells", 2)?;
+        w.property_u32("#size-cells", 2)?;
+        w.property_string("compatible", "linux,dummy-virt")?;
+        w.property_string("model", "Tessel dom0less guest")?;
+        w.property_u32("interrupt-parent", gic_phandle)?;
+
+        // /chosen
+        w.begin_node("chosen")?;
+        if let Some(b) = self.chosen.bootargs.as_deref().filter(|b| !b.is_empty()) {
+            w.property_string("bootargs", b)?;
+        }
+        if let Some(p) = self.chosen.stdout_path.as_deref().or(uart_path.as_deref()) {
+            w.property_string("stdout-path", p)?;
+        }
+        if let Some(r) = &self.chosen.initrd {
+            w.property_u64("linux,initrd-start", r.start.as_u64())?;
+            w.property_u64("linux,initrd-end", r.start.as_u64() + r.size)?;
+        }
+        w.end_node()?;
+
+        // /aliases: the partial DT's entries, plus serial0 unless it sets one.
+        let partial_aliases = parts.as_ref().and_then(|p| p.aliases);
+        let has_serial0 = partial_aliases.is_some_and(|a| a.prop("serial0").is_some());
+        if partial_aliases.is_some() || uart_path.is_some() {
+            w.begin_node("aliases")?;
+            if let (Some(p), false) = (&uart_path, has_serial0) {
+                w.property_string("serial0", p)?;
+            }
+            if let Some(a) = partial_aliases {
+                for p in &a.props {
+                    w.property(p.name, p.value)?;
+                }
+                for c in &a.children {
+                    copy_node(&mut w, c, false)?;
+                }
+            }
+            w.end_node()?;
+        }
+
+        // /cpus
+        let wide = self.cpus.iter().any(|m| *m > u64::from(u32::MAX));
+        w.begin_node("cpus")?;
+        w.property_u32("#address-cells", if wide { 2 } else { 1 })?;
+        w.property_u32("#size-cells", 0)?;
+        for &m in &self.cpus {
+            w.begin_node(&format!("cpu@{m:x}"))?;
+            w.property_string("device_type", "cpu")?;
+            w.property_string("compatible", &self.cpu_compatible)?;
+            if wide {
+                w.property_u64("reg", m)?;
+            } else {
+                w.property_u32("reg", m as u32)?;
+            }
+            w.property_string("enable-method", "psci")?;
+            w.end_node()?;
+        }
+        w.end_node()?;
+
+        // /memory: one node listing every bank, as Xen does.
+        let first = self.memory.first().map_or(0, |b| b.start.as_u64());
+        w.begin_node(&format!("memory@{first:x}"))?;
+        w.property_string("device_type", "memory")?;
+        w.property_cells(
+            "reg",
+            &reg_cells(self.memory.iter().map(|b| (b.start.as_u64(), b.size))),
+        )?;
+        w.end_node()?;
+
+        // The vGIC.
+        let ppi_mask = match &self.gic {
+            GicSpec::V2 { gicd, gicc } => {
+                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
+                w.property_string("compatible", "arm,gic-400")?;
+                w.property_cells(
+                    "reg",
+                    &reg_cells([
+                        (gicd.as_u64(), GICV2_GICD_SIZE),
+                        (gicc.as_u64(), GICV2_GICC_SIZE),
+                    ]),
+                )?;
+                // One bit per CPU interface (GIC binding, 3rd cell bits 15:8).
+                (1u32 << ncpus) - 1
+            }
+            GicSpec::V3 {
+                gicd,
+                redistributors,
+            } => {
+                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
+                w.property_string("compatible", "arm,gic-v3")?;
+                w.property_u32("#redistributor-regions", redistributors.len() as u32)?;
+                w.property_cells(
+                    "reg",
+                    &reg_cells(
+                        core::iter::once((gicd.as_u64(), GICV3_GICD_SIZE))
+                            .chain(redistributors.iter().map(|r| (r.start.as_u64(), r.size))),
+                    ),
+                )?;
+                0
+            }
+        };
+        w.property_u32("#interrupt-cells", 3)?;
+        w.property_u32("#address-cells", 0)?;
+        w.property_empty("interrupt-controller")?;
+        w.property_u32("phandle", gic_phandle)?;
+        w.end_node()?;
+
+        // Architected timer (bindings/timer/arm,arch_timer.yaml): secure
+        // physical, non-secure physical, virtual; level-low.
+        w.begin_node("timer")?;
+        w.property_string("compatible", "arm,armv8-timer")?;
+        let mut irqs = Vec::new();
+        for intid in [
+            self.timer.secure_phys,
+            self.timer.nonsecure_phys,
+            self.timer.virt,
+        ] {
+            irqs.extend_from_slice(&ppi_spec(intid, ppi_mask, IRQ_TYPE_LEVEL_LOW));
+        }
+        w.property_cells("interrupts", &irqs)?;
+        w.property_empty("always-on")?;
+        if let Some(hz) = self.timer.clock_frequency {
+            w.property_u32("clock-frequency", hz)?;
+        }
+        w.end_node()?;
+
+        // PSCI (bindings/arm/psci.yaml), conduit HVC.
+        w.begin_node("psci")?;
+        w.property_string_list("compatible", &["arm,psci-1.0", "arm,psci-0.2"])?;
+        w.property_string("method", "hvc")?;
+        w.end_node()?;
+
+        // The console UART.
+        if let Some(u) = &self.vpl011 {
+            if u.kind == UartKind::Pl011 {
+                // bindings/clock/fixed-clock.yaml; amba-pl011 needs both clocks.
+                w.begin_node("apb-pclk")?;
+                w.property_string("compatible", "fixed-clock")?;
+                w.property_u32("#clock-cells", 0)?;
+                w.property_u32("clock-frequency", APB_PCLK_HZ)?;
+                w.property_string("clock-output-names", "clk24mhz")?;
+                w.property_u32("phandle", GUEST_PHANDLE_APB_PCLK)?;
+                w.end_node()?;
+            }
+            let path = uart_path.as_deref().unwrap_or_default();
+            w.begin_node(path.trim_start_matches('/'))?;
+            match u.kind {
+                UartKind::SbsaUart => w.property_string("compatible", "arm,sbsa-uart")?,
+                UartKind::Pl011 => {
+                    w.property_string_list("compatible", &["arm,pl011", "arm,primecell"])?
+                }
+            }
+            w.property_cells("reg", &reg_cells([(u.base.as_u64(), u.size)]))?;
+            w.property_cells("interrupts", &[0, u.spi - SPI_BASE, IRQ_TYPE_LEVEL_HIGH])?;
+            w.property_u32("interrupt-parent", gic_phandle)?;
+            w.property_u32("current-speed", u.current_speed)?;
+            if u.kind == UartKind::Pl011 {
+                w.property_cells("clocks", &[GUEST_PHANDLE_APB_PCLK, GUEST_PHANDLE_APB_PCLK])?;
+                w.property_string_list("clock-names", &["uartclk", "apb_pclk"])?;
+            }
+            w.end_node()?;
+        }
+
+        // Passed-through devices.
+        if let Some(p) = parts.as_ref().and_then(|p| p.passthrough) {
+            copy_node(&mut w, p, true)?;
+        }
+
+        w.end_node()?;
+        Ok(w.finish_with_limit(MAX_DTB_SIZE)?)
+    }
+}
+
+/// Generates the DTB for `spec`; shorthand for [`GuestDtSpec::generate`].
+pub fn generate(spec: &GuestDtSpec<'_>) -> Result<Vec<u8>, GuestDtError> {
+    spec.generate()
+}
