@@ -207,11 +207,13 @@ pub struct HostPlatform {
 
 impl HostPlatform {
     /// Devices whose MMIO overlaps `range`.
-    pub fn devices_overlapping<'a>(
-        &'a self,
-        range: &'a HostRange,
-    ) -> impl Iterator<Item = &'a DeviceRegion> + 'a {
-        self.devices.iter().filter(move |d| d.range.overlaps(range))
+    pub fn devices_overlapping(
+        &self,
+        range: HostRange,
+    ) -> impl Iterator<Item = &DeviceRegion> + '_ {
+        self.devices
+            .iter()
+            .filter(move |d| d.range.overlaps(&range))
     }
 
     /// Whether `range` lies entirely within one host RAM region.
