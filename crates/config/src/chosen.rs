@@ -534,6 +534,14 @@ fn parse_domain(
                 continue;
             }
         };
+        if !dt.is_compatible(c, "multiboot,module") && !dt.is_compatible(c, "xen,multiboot-module")
+        {
+            warnings.push(Warning::new(
+                &sub,
+                Some("compatible"),
+                "lacks the generic \"multiboot,module\" Xen requires; accepted",
+            ));
+        }
         let range = module_reg(dt, c, &sub)?;
         if dt.prop(c, "reg").is_some_and(|v| {
             dt.reg_cells(c)
@@ -715,4 +723,272 @@ fn parse_vcpu(
         }
     };
     Ok(VcpuAffinity { id, hard_affinity })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TNode, build, cells, domain, host_with, s};
+    use crate::{BootConfig, parse};
+    use proptest::prelude::*;
+    use std::string::ToString;
+    use std::vec;
+
+    fn run(chosen: TNode) -> BootConfig {
+        parse(&build(&host_with(chosen), &[])).unwrap()
+    }
+
+    fn set(n: &mut TNode, prop: &str, v: Vec<u8>) {
+        n.props.retain(|(p, _)| p != prop);
+        n.props.push((prop.into(), v));
+    }
+
+    fn with(mut n: TNode, prop: &str, v: Vec<u8>) -> TNode {
+        set(&mut n, prop, v);
+        n
+    }
+
+    #[test]
+    fn affinity_lists() {
+        assert_eq!(
+            parse_affinity("0-1, 3", 4),
+            Ok(vec![
+                PcpuRange { first: 0, last: 1 },
+                PcpuRange { first: 3, last: 3 }
+            ])
+        );
+        assert!(parse_affinity("", 4).is_err());
+        assert!(parse_affinity("1-", 4).is_err());
+        assert!(parse_affinity("x", 4).is_err());
+        assert!(parse_affinity("2-1", 4).is_err());
+        assert_eq!(
+            parse_affinity("4", 4),
+            Err(ErrorKind::OutOfRange {
+                value: 4,
+                min: 0,
+                max: 3
+            })
+        );
+    }
+
+    #[test]
+    fn no_chosen_means_no_domains() {
+        let mut root = host_with(TNode::new("chosen"));
+        root.children.retain(|c| c.name != "chosen");
+        let cfg = parse(&build(&root, &[])).unwrap();
+        assert!(cfg.domains.is_empty() && cfg.modules.is_empty());
+        assert!(cfg.host.console.is_none());
+    }
+
+    #[test]
+    fn static_mem_uses_chosen_cells_not_the_domain_ones() {
+        // /chosen says 1/1, the domain says 2/2: xen,static-mem is decoded
+        // with /chosen's cells (Xen >= 4.17), the kernel reg with the domain's.
+        let d = with(
+            domain("d"),
+            "xen,static-mem",
+            cells(&[0x5000_0000, 0x400_0000]),
+        );
+        let chosen = TNode::new("chosen")
+            .prop("#address-cells", cells(&[1]))
+            .prop("#size-cells", cells(&[1]))
+            .child(d);
+        let cfg = run(chosen);
+        let d = cfg.domains[0].as_ref().unwrap();
+        assert_eq!(d.static_mem[0].start.0, 0x5000_0000);
+        assert_eq!(d.static_mem[0].size, 0x400_0000);
+        assert_eq!(d.kernel.range.start.0, 0x4800_0000);
+    }
+
+    #[test]
+    fn static_mem_cells_inherit_from_root_when_chosen_has_none() {
+        // Root is 2/2 in the test host; /chosen defines nothing.
+        let d = with(
+            domain("d"),
+            "xen,static-mem",
+            cells(&[0, 0x5000_0000, 0, 0x400_0000]),
+        );
+        let cfg = run(TNode::new("chosen").child(d));
+        assert_eq!(
+            cfg.domains[0].as_ref().unwrap().static_mem[0].size,
+            0x400_0000
+        );
+    }
+
+    #[test]
+    fn module_cells_inherit_when_domain_has_none() {
+        let mut d = domain("d");
+        d.props.retain(|(p, _)| !p.starts_with('#'));
+        d.children[0].props.retain(|(p, _)| p != "reg");
+        d.children[0]
+            .props
+            .push(("reg".into(), cells(&[0x4800_0000, 0x1000])));
+        let chosen = TNode::new("chosen")
+            .prop("#address-cells", cells(&[1]))
+            .prop("#size-cells", cells(&[1]))
+            .child(d);
+        let cfg = run(chosen);
+        assert_eq!(cfg.domains[0].as_ref().unwrap().kernel.range.size, 0x1000);
+    }
+
+    #[test]
+    fn top_level_modules_are_collected_and_dom0_kernel_warned() {
+        let module = |name: &str, compat: &str, addr: u32| {
+            TNode::new(name)
+                .prop("compatible", [s(compat), s("multiboot,module")].concat())
+                .prop("reg", cells(&[0, addr, 0, 0x1000]))
+        };
+        let chosen = TNode::new("chosen")
+            .prop("#address-cells", cells(&[2]))
+            .prop("#size-cells", cells(&[2]))
+            .child(module("module@60000000", "multiboot,kernel", 0x6000_0000))
+            .child(TNode::new("modules").child(module(
+                "xsm@61000000",
+                "xen,xsm-policy",
+                0x6100_0000,
+            )))
+            .child(domain("d"));
+        let cfg = run(chosen);
+        let kinds: Vec<_> = cfg
+            .modules
+            .iter()
+            .map(|m| (m.kind, m.domain.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ModuleKind::Kernel, None),
+                (ModuleKind::XsmPolicy, None),
+                (ModuleKind::Kernel, Some("d"))
+            ]
+        );
+        assert_eq!(cfg.modules[1].path, "/chosen/modules/xsm@61000000");
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.node == "/chosen/module@60000000" && w.message.contains("no dom0"))
+        );
+    }
+
+    #[test]
+    fn xen_bootargs_fall_back_to_bootargs_with_dom0_bootargs() {
+        let chosen = TNode::new("chosen")
+            .prop("bootargs", s("sync_console"))
+            .prop("xen,dom0-bootargs", s("console=hvc0"));
+        assert_eq!(run(chosen).xen_bootargs.as_deref(), Some("sync_console"));
+        let chosen = TNode::new("chosen").prop("bootargs", s("console=ttyAMA0"));
+        assert_eq!(run(chosen).xen_bootargs, None);
+    }
+
+    #[test]
+    fn kernel_bootargs_win_over_domain_node_bootargs() {
+        let mut d = with(domain("d"), "bootargs", s("from-domain"));
+        d.children[0]
+            .props
+            .push(("bootargs".into(), s("from-kernel")));
+        let cfg = run(TNode::new("chosen").child(d));
+        assert_eq!(
+            cfg.domains[0].as_ref().unwrap().bootargs(),
+            Some("from-kernel")
+        );
+        assert!(cfg.warnings.iter().any(|w| w.to_string()
+            == "d: bootargs: not a Xen binding; the kernel module's bootargs take precedence, this is ignored"));
+    }
+
+    #[test]
+    fn unknown_sub_nodes_and_incomplete_module_compatibles_warn() {
+        let mut d = domain("d").child(TNode::new("evtchn").prop("compatible", s("xen,evtchn-v1")));
+        set(&mut d.children[0], "compatible", s("multiboot,kernel"));
+        let cfg = run(TNode::new("chosen").child(d));
+        assert!(cfg.domains[0].is_ok());
+        let w: Vec<_> = cfg.warnings.iter().map(|w| w.node.as_str()).collect();
+        assert_eq!(w, ["d/kernel", "d/evtchn"]);
+    }
+
+    #[test]
+    fn capabilities_and_explicit_passthrough() {
+        let d = with(
+            domain("d"),
+            "capabilities",
+            cells(&[CAP_CONTROL | CAP_XENSTORE]),
+        );
+        let d = with(d, "passthrough", s("enabled"));
+        let cfg = run(TNode::new("chosen").child(d));
+        let d = cfg.domains[0].as_ref().unwrap();
+        assert_eq!(d.capabilities, 5);
+        assert!(d.passthrough);
+    }
+
+    #[test]
+    fn direct_mapped_vpl011_accepts_enough_spis() {
+        let d = with(domain("d"), "direct-map", Vec::new());
+        let d = with(d, "vpl011", Vec::new());
+        let d = with(d, "xen,static-mem", cells(&[0, 0x5000_0000, 0, 0x400_0000]));
+        let d = with(d, "nr_spis", cells(&[2]));
+        let cfg = run(TNode::new("chosen").child(d));
+        assert!(cfg.domains[0].is_ok(), "{:?}", cfg.domains[0]);
+    }
+
+    #[test]
+    fn legacy_static_mem_cells_both_present() {
+        let d = with(domain("d"), "#xen,static-mem-address-cells", cells(&[1]));
+        let d = with(d, "#xen,static-mem-size-cells", cells(&[1]));
+        let d = with(d, "xen,static-mem", cells(&[0x5000_0000, 0x400_0000]));
+        let cfg = run(TNode::new("chosen").child(d));
+        assert_eq!(cfg.domains[0].as_ref().unwrap().static_mem.len(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random values in every domain property never panic, and any
+        /// error names the domain (or one of its sub-nodes).
+        #[test]
+        fn random_domain_properties(
+            props in proptest::collection::vec(
+                (prop::sample::select(vec![
+                    "memory", "cpus", "vpl011", "direct-map", "xen,static-mem",
+                    "#xen,static-mem-address-cells", "#xen,static-mem-size-cells",
+                    "nr_spis", "passthrough", "bootargs", "capabilities", "#address-cells",
+                    "#size-cells",
+                ]), proptest::collection::vec(any::<u8>(), 0..20)),
+                0..6),
+            kreg in proptest::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut d = domain("dom");
+            for (p, v) in props {
+                set(&mut d, p, v);
+            }
+            set(&mut d.children[0], "reg", kreg);
+            let cfg = run(TNode::new("chosen").child(d));
+            prop_assert_eq!(cfg.domains.len(), 1);
+            if let Err(e) = &cfg.domains[0] {
+                prop_assert!(e.node == "dom" || e.node.starts_with("dom/"), "{}", e);
+                prop_assert!(e.to_string().starts_with(&e.node));
+            }
+        }
+
+        /// Static banks are accepted exactly when they are page aligned,
+        /// disjoint, and add up to `memory`.
+        #[test]
+        fn static_banks_accepted_iff_consistent(
+            banks in proptest::collection::vec((0u32..0x100, 1u32..0x40), 1..4),
+            extra_kib in prop::sample::select(vec![0u64, 4]),
+        ) {
+            let mut raw = Vec::new();
+            let mut total = 0u64;
+            for &(page, pages) in &banks {
+                raw.extend([0, 0x4000_0000 + page * 0x1000, 0, pages * 0x1000]);
+                total += u64::from(pages) * 4;
+            }
+            let memory = total + extra_kib;
+            let d = with(domain("d"), "xen,static-mem", cells(&raw));
+            let d = with(d, "memory", cells(&[(memory >> 32) as u32, memory as u32]));
+            let cfg = run(TNode::new("chosen").child(d));
+            let overlap = banks.iter().enumerate().any(|(i, a)| banks[..i].iter().any(|b| {
+                a.0 < b.0 + b.1 && b.0 < a.0 + a.1
+            }));
+            prop_assert_eq!(cfg.domains[0].is_ok(), !overlap && extra_kib == 0, "{:?}", cfg.domains[0]);
+        }
+    }
 }

@@ -499,3 +499,235 @@ pub fn str_value(v: &[u8]) -> Option<&str> {
     }
     core::str::from_utf8(body).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TNode, build, cells, s};
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn sample() -> Vec<u8> {
+        let root = TNode::new("")
+            .prop("#address-cells", cells(&[2]))
+            .child(
+                TNode::new("soc")
+                    .prop("#address-cells", cells(&[1]))
+                    .child(
+                        TNode::new("serial@1000")
+                            .prop("compatible", [s("vendor,uart"), s("arm,pl011")].concat())
+                            .prop("phandle", cells(&[7]))
+                            .child(TNode::new("leaf@0")),
+                    )
+                    .child(TNode::new("serial@2000").prop("status", s("disabled"))),
+            )
+            .child(TNode::new("chosen"));
+        build(&root, &[(0x8000_0000, 0x1000)])
+    }
+
+    #[test]
+    fn decodes_structure_paths_and_properties() {
+        let dt = DeviceTree::parse(&sample()).unwrap();
+        let uart = dt.find_path("/soc/serial@1000").unwrap();
+        assert_eq!(dt.path(uart), "/soc/serial@1000");
+        assert_eq!(dt.base_name(uart), "serial");
+        assert!(dt.is_compatible(uart, "arm,pl011"));
+        assert!(!dt.is_compatible(uart, "arm"));
+        assert_eq!(dt.find_phandle(7), Some(uart));
+        assert_eq!(dt.find_phandle(0), None);
+        assert_eq!(dt.memreserve(), &[(0x8000_0000, 0x1000)]);
+        assert_eq!(dt.path(dt.root()), "/");
+        let off = dt.find_path("/soc/serial@2000").unwrap();
+        assert!(!dt.is_enabled(off));
+        assert!(dt.is_enabled(uart));
+        assert_eq!(dt.find_path("/soc/serial@3000"), None);
+        assert_eq!(dt.find_path("soc"), None);
+    }
+
+    #[test]
+    fn name_without_unit_address_matches_only_if_unique() {
+        let dt = DeviceTree::parse(&sample()).unwrap();
+        let soc = dt.find_path("/soc").unwrap();
+        // Two "serial@..." children: the bare name is ambiguous.
+        assert_eq!(dt.child_by_name(soc, "serial"), None);
+        let uart = dt.find_path("/soc/serial@1000").unwrap();
+        assert_eq!(
+            dt.child_by_name(uart, "leaf"),
+            dt.find_path("/soc/serial@1000/leaf@0")
+        );
+    }
+
+    #[test]
+    fn cells_come_from_nearest_ancestor_defaults_only_at_root() {
+        let dt = DeviceTree::parse(&sample()).unwrap();
+        let uart = dt.find_path("/soc/serial@1000").unwrap();
+        let leaf = dt.find_path("/soc/serial@1000/leaf@0").unwrap();
+        // serial's reg: soc says 1 address cell; #size-cells is nowhere, so
+        // the root default (1) applies.
+        assert_eq!(dt.reg_cells(uart), Ok((1, 1)));
+        // leaf's parent (serial) defines nothing: inherit soc's 1, not 2.
+        assert_eq!(dt.reg_cells(leaf), Ok((1, 1)));
+        let chosen = dt.find_path("/chosen").unwrap();
+        assert_eq!(dt.cells_of(chosen, Cells::Address), Ok(2));
+        assert_eq!(dt.cells_of(chosen, Cells::Size), Ok(1));
+    }
+
+    #[test]
+    fn malformed_cell_property_is_reported() {
+        let root = TNode::new("")
+            .prop("#address-cells", vec![0, 1])
+            .child(TNode::new("a"));
+        let dt = DeviceTree::parse(&build(&root, &[])).unwrap();
+        let a = dt.find_path("/a").unwrap();
+        assert_eq!(dt.reg_cells(a), Err(u32::MAX));
+    }
+
+    #[test]
+    fn string_helpers_reject_non_strings() {
+        assert_eq!(str_value(b"okay\0"), Some("okay"));
+        assert_eq!(str_value(b"okay"), None);
+        assert_eq!(str_value(b"a\0b\0"), None);
+        assert_eq!(str_value(&[0xff, 0]), None);
+    }
+
+    fn header_field(blob: &mut [u8], idx: usize, v: u32) {
+        blob[idx * 4..idx * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(
+            DeviceTree::parse(&[0; 10]),
+            Err(FdtError::Truncated { what: "header" })
+        );
+        let mut b = sample();
+        header_field(&mut b, 0, 0x1234_5678);
+        assert_eq!(DeviceTree::parse(&b), Err(FdtError::BadMagic(0x1234_5678)));
+        let mut b = sample();
+        header_field(&mut b, 5, 15);
+        assert!(matches!(
+            DeviceTree::parse(&b),
+            Err(FdtError::UnsupportedVersion { version: 15, .. })
+        ));
+        let mut b = sample();
+        let too_long = b.len() as u32 + 1;
+        header_field(&mut b, 1, too_long);
+        assert_eq!(
+            DeviceTree::parse(&b),
+            Err(FdtError::Truncated { what: "blob" })
+        );
+        let mut b = sample();
+        header_field(&mut b, 3, 0xFFFF_FFF0);
+        assert_eq!(
+            DeviceTree::parse(&b),
+            Err(FdtError::BlockOutOfBounds { block: "strings" })
+        );
+    }
+
+    #[test]
+    fn structure_errors() {
+        let mut b = sample();
+        // First structure token is BEGIN_NODE; make it garbage.
+        let off = u32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        b[off + 3] = 0x7;
+        assert_eq!(
+            DeviceTree::parse(&b),
+            Err(FdtError::BadToken {
+                offset: 0,
+                token: 7
+            })
+        );
+        // An END_NODE first: nothing to close.
+        b[off + 3] = 0x2;
+        assert_eq!(
+            DeviceTree::parse(&b),
+            Err(FdtError::BadNesting { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let mut n = TNode::new("leaf");
+        for i in 0..MAX_DEPTH {
+            n = TNode::new(&std::format!("n{i}")).child(n);
+        }
+        let root = TNode::new("").child(n);
+        assert_eq!(
+            DeviceTree::parse(&build(&root, &[])),
+            Err(FdtError::TooDeep)
+        );
+    }
+
+    fn arb_tree(depth: u32) -> BoxedStrategy<TNode> {
+        let props = proptest::collection::vec(
+            (
+                "[a-z#,-]{1,12}",
+                proptest::collection::vec(any::<u8>(), 0..24),
+            ),
+            0..4,
+        );
+        let leaf = ("[a-z]{1,8}(@[0-9a-f]{1,4})?", props.clone()).prop_map(|(n, p)| TNode {
+            name: n,
+            props: p,
+            children: Vec::new(),
+        });
+        if depth == 0 {
+            return leaf.boxed();
+        }
+        (leaf, proptest::collection::vec(arb_tree(depth - 1), 0..4))
+            .prop_map(|(mut n, c)| {
+                n.children = c;
+                n
+            })
+            .boxed()
+    }
+
+    fn check_same(dt: &DeviceTree, id: NodeId, n: &TNode) {
+        let node = dt.node(id);
+        assert_eq!(node.props.len(), n.props.len());
+        for (p, (name, value)) in node.props.iter().zip(&n.props) {
+            assert_eq!(&p.name, name);
+            assert_eq!(&p.value, value);
+        }
+        assert_eq!(node.children.len(), n.children.len());
+        for (&c, tc) in node.children.iter().zip(&n.children) {
+            assert_eq!(dt.node(c).name, tc.name);
+            check_same(dt, c, tc);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn round_trips_any_tree(children in proptest::collection::vec(arb_tree(3), 0..4),
+                                rsv in proptest::collection::vec((any::<u64>(), 1..u64::MAX), 0..3)) {
+            let root = TNode { name: String::new(), props: Vec::new(), children };
+            let dt = DeviceTree::parse(&build(&root, &rsv)).unwrap();
+            check_same(&dt, dt.root(), &root);
+            prop_assert_eq!(dt.memreserve(), rsv.as_slice());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = DeviceTree::parse(&bytes);
+        }
+
+        #[test]
+        fn corrupted_blobs_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                                        cut in any::<prop::sample::Index>()) {
+            let mut b = sample();
+            for (i, v) in flips {
+                let i = i.index(b.len());
+                b[i] = v;
+            }
+            let cut = cut.index(b.len() + 1);
+            if let Ok(dt) = DeviceTree::parse(&b[..cut]) {
+                for n in dt.nodes() {
+                    let _ = dt.path(n);
+                    let _ = dt.reg_cells(n);
+                }
+            }
+        }
+    }
+}

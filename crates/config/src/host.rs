@@ -300,7 +300,9 @@ pub fn gic_spec_to_intid(kind: u32, num: u32) -> Result<u32, ErrorKind> {
 /// parent must be `gic`.
 fn gic_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<u32>, ErrorKind> {
     let v = dt.prop(id, "interrupts").ok_or(ErrorKind::Missing)?;
-    if interrupt_parent(dt, id) != Some(gic) {
+    // The GIC's own `interrupts` (the maintenance PPI) are its own, whatever
+    // `interrupt-parent` it inherits.
+    if id != gic && interrupt_parent(dt, id) != Some(gic) {
         return Err(ErrorKind::Invalid("interrupt parent is not the host GIC"));
     }
     let n = dt.prop_u32(gic, "#interrupt-cells").unwrap_or(3);
@@ -797,5 +799,278 @@ impl HostPlatform {
         for &c in &dt.node(id).children {
             Self::collect_devices(dt, c, out, warnings);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TNode, build, cells, host_with, s};
+    use std::string::ToString;
+
+    fn platform(root: &TNode) -> (Result<HostPlatform, HostError>, Vec<Warning>) {
+        let dt = DeviceTree::parse(&build(root, &[])).unwrap();
+        let mut w = Vec::new();
+        (HostPlatform::from_tree(&dt, &mut w), w)
+    }
+
+    fn base() -> TNode {
+        host_with(TNode::new("chosen"))
+    }
+
+    fn edit(root: &mut TNode, name: &str, f: impl FnOnce(&mut TNode)) {
+        let n = root.children.iter_mut().find(|c| c.name == name).unwrap();
+        f(n);
+    }
+
+    fn set(n: &mut TNode, prop: &str, v: Vec<u8>) {
+        n.props.retain(|(p, _)| p != prop);
+        n.props.push((prop.into(), v));
+    }
+
+    #[test]
+    fn interrupt_specifiers_map_to_intids() {
+        assert_eq!(gic_spec_to_intid(0, 1), Ok(33));
+        assert_eq!(gic_spec_to_intid(0, 987), Ok(1019));
+        assert_eq!(gic_spec_to_intid(1, 9), Ok(25));
+        assert_eq!(gic_spec_to_intid(1, 15), Ok(31));
+        assert!(gic_spec_to_intid(0, 988).is_err());
+        assert!(gic_spec_to_intid(1, 16).is_err());
+        assert!(gic_spec_to_intid(2, 0).is_err());
+    }
+
+    #[test]
+    fn minimal_host_parses() {
+        let (h, w) = platform(&base());
+        let h = h.unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(h.gic.gicc.unwrap().size, 0x2000);
+        assert_eq!(h.console.unwrap().intid, Some(33));
+        assert_eq!(h.gic.maintenance_intid, Some(25));
+        assert!(h.timer.is_none() && h.psci.is_none());
+    }
+
+    #[test]
+    fn bus_ranges_translate_and_unmapped_buses_are_skipped() {
+        let root = base()
+            .child(
+                TNode::new("platform-bus@c000000")
+                    .prop("#address-cells", cells(&[1]))
+                    .prop("#size-cells", cells(&[1]))
+                    .prop("ranges", cells(&[0, 0, 0x0c00_0000, 0x0200_0000]))
+                    .child(TNode::new("dev@1000").prop("reg", cells(&[0x1000, 0x100])))
+                    // Outside the window: not CPU-visible.
+                    .child(TNode::new("dev@3000000").prop("reg", cells(&[0x0300_0000, 0x100]))),
+            )
+            .child(
+                TNode::new("i2c@9100000")
+                    .prop("reg", cells(&[0, 0x0910_0000, 0, 0x1000]))
+                    .prop("#address-cells", cells(&[1]))
+                    .prop("#size-cells", cells(&[0]))
+                    .child(TNode::new("rtc@68").prop("reg", cells(&[0x68]))),
+            );
+        let (h, w) = platform(&root);
+        let h = h.unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let paths: Vec<_> = h
+            .devices
+            .iter()
+            .map(|d| (d.path.as_str(), d.range.start.0))
+            .collect();
+        assert!(paths.contains(&("/platform-bus@c000000/dev@1000", 0x0c00_1000)));
+        assert!(paths.contains(&("/i2c@9100000", 0x0910_0000)));
+        assert!(
+            !paths
+                .iter()
+                .any(|(p, _)| p.contains("rtc") || p.contains("dev@3000000"))
+        );
+    }
+
+    #[test]
+    fn console_not_on_gic_is_polled_with_warning() {
+        let mut root = base();
+        edit(&mut root, "uart@9000000", |u| {
+            set(u, "interrupt-parent", cells(&[99]))
+        });
+        let (h, w) = platform(&root);
+        assert_eq!(h.unwrap().console.unwrap().intid, None);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].node, "/uart@9000000");
+    }
+
+    #[test]
+    fn unresolvable_stdout_path_warns() {
+        let mut root = base();
+        edit(&mut root, "chosen", |c| {
+            set(c, "stdout-path", s("serial7:9600"))
+        });
+        let (h, w) = platform(&root);
+        assert!(h.unwrap().console.is_none());
+        assert_eq!(
+            w[0].to_string(),
+            "/chosen: stdout-path: names no node; no console UART"
+        );
+    }
+
+    #[test]
+    fn redistributor_count_must_fit_reg() {
+        let mut root = base();
+        edit(&mut root, "intc@8000000", |g| {
+            set(g, "compatible", s("arm,gic-v3"));
+            set(g, "#redistributor-regions", cells(&[4]));
+        });
+        let (h, _) = platform(&root);
+        assert_eq!(
+            h.unwrap_err().to_string(),
+            "host /intc@8000000: #redistributor-regions: value 4 is outside 1..=3"
+        );
+    }
+
+    #[test]
+    fn gicv3_multiple_redistributors_then_optional_cpu_interface() {
+        let mut root = base();
+        edit(&mut root, "intc@8000000", |g| {
+            set(g, "compatible", s("arm,gic-v3"));
+            set(g, "#redistributor-regions", cells(&[2]));
+        });
+        let h = platform(&root).0.unwrap();
+        assert_eq!(h.gic.version, GicVersion::V3);
+        let starts: Vec<_> = h.gic.redistributors.iter().map(|r| r.start.0).collect();
+        assert_eq!(starts, [0x0801_0000, 0x0803_0000]);
+        assert_eq!(h.gic.gicc.map(|r| r.start.0), Some(0x0804_0000));
+        assert_eq!(h.gic.gich, None);
+    }
+
+    #[test]
+    fn cpu_reg_must_match_address_cells() {
+        let mut root = base();
+        edit(&mut root, "cpus", |c| {
+            c.children[1].props.retain(|(p, _)| p != "reg");
+            c.children[1].props.push(("reg".into(), cells(&[0, 1])));
+        });
+        assert_eq!(
+            platform(&root).0.unwrap_err().to_string(),
+            "host /cpus/cpu@1: reg: property must be #address-cells of /cpus (1 or 2 cells), got 8"
+        );
+    }
+
+    #[test]
+    fn two_cell_mpidr() {
+        let mut root = base();
+        edit(&mut root, "cpus", |c| {
+            set(c, "#address-cells", cells(&[2]));
+            for (i, cpu) in c.children.iter_mut().enumerate() {
+                set(cpu, "reg", cells(&[0x1, 0x100 + i as u32]));
+            }
+        });
+        let h = platform(&root).0.unwrap();
+        assert_eq!(h.cpus[1].mpidr, 0x1_0000_0101);
+    }
+
+    #[test]
+    fn zero_sized_memory_entries_are_skipped_but_wrapping_ones_fatal() {
+        let mut root = base();
+        edit(&mut root, "memory@40000000", |m| {
+            set(
+                m,
+                "reg",
+                cells(&[0, 0x4000_0000, 0, 0x4000_0000, 0, 0x8000_0000, 0, 0]),
+            )
+        });
+        assert_eq!(platform(&root).0.unwrap().ram.len(), 1);
+        edit(&mut root, "memory@40000000", |m| {
+            set(m, "reg", cells(&[0xffff_ffff, 0xffff_0000, 0, 0x2_0000]))
+        });
+        assert!(matches!(
+            platform(&root).0.unwrap_err(),
+            HostError::Node {
+                kind: ErrorKind::BadRegion { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn timer_psci_and_iommu_details() {
+        let root = base()
+            .child(
+                TNode::new("timer")
+                    .prop("compatible", s("arm,armv8-timer"))
+                    .prop(
+                        "interrupts",
+                        cells(&[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8, 1, 12, 8]),
+                    )
+                    .prop("clock-frequency", cells(&[62_500_000])),
+            )
+            .child(
+                TNode::new("psci")
+                    .prop("compatible", [s("arm,psci-0.2"), s("arm,psci")].concat())
+                    .prop("method", s("hvc")),
+            )
+            .child(
+                TNode::new("smmu@2b400000")
+                    .prop("compatible", s("arm,mmu-500"))
+                    .prop("status", s("disabled"))
+                    .prop("reg", cells(&[0, 0x2b40_0000, 0, 0x1_0000])),
+            );
+        let h = platform(&root).0.unwrap();
+        let t = h.timer.unwrap();
+        assert_eq!(
+            (t.hyp_phys, t.hyp_virt, t.clock_frequency),
+            (26, Some(28), Some(62_500_000))
+        );
+        assert_eq!(
+            h.psci,
+            Some(PsciInfo {
+                method: PsciMethod::Hvc,
+                version: PsciVersion::V0_2
+            })
+        );
+        // A disabled SMMU does not count.
+        assert!(!h.has_iommu);
+        let root = base().child(
+            TNode::new("dma@1000")
+                .prop("iommus", cells(&[5, 1]))
+                .prop("reg", cells(&[0, 0x1000, 0, 0x100])),
+        );
+        assert!(platform(&root).0.unwrap().has_iommu);
+    }
+
+    #[test]
+    fn short_timer_and_bad_psci_method_warn() {
+        let root = base()
+            .child(
+                TNode::new("timer")
+                    .prop("compatible", s("arm,armv8-timer"))
+                    .prop("interrupts", cells(&[1, 13, 8])),
+            )
+            .child(
+                TNode::new("psci")
+                    .prop("compatible", s("arm,psci-1.0"))
+                    .prop("method", s("svc")),
+            );
+        let (h, w) = platform(&root);
+        let h = h.unwrap();
+        assert!(h.timer.is_none() && h.psci.is_none());
+        let w: Vec<_> = w
+            .iter()
+            .map(|w| (w.node.as_str(), w.property.as_deref()))
+            .collect();
+        assert_eq!(
+            w,
+            [("/timer", Some("interrupts")), ("/psci", Some("method"))]
+        );
+    }
+
+    #[test]
+    fn gic_maintenance_interrupt_must_be_a_ppi_spec() {
+        let mut root = base();
+        edit(&mut root, "intc@8000000", |g| {
+            set(g, "interrupts", cells(&[1, 9]))
+        });
+        assert_eq!(
+            platform(&root).0.unwrap_err().to_string(),
+            "host /intc@8000000: interrupts: property must be a whole number of GIC interrupt specifiers, got 8"
+        );
     }
 }

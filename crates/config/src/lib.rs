@@ -74,6 +74,9 @@ pub struct BootConfig {
     pub modules: Vec<BootModule>,
     /// Non-fatal findings, host and domains.
     pub warnings: Vec<Warning>,
+    /// The decoded host tree, for crates that copy host nodes into guest
+    /// trees (passthrough) or look nodes up by path.
+    pub tree: DeviceTree,
 }
 
 impl BootConfig {
@@ -90,20 +93,23 @@ impl BootConfig {
 
 /// Parses a host DTB: the host platform, then `/chosen`.
 pub fn parse(dtb: &[u8]) -> Result<BootConfig, HostError> {
-    let dt = DeviceTree::parse(dtb)?;
-    parse_tree(&dt)
+    parse_tree(DeviceTree::parse(dtb)?)
 }
 
 /// Like [`parse`], for an already decoded tree.
-pub fn parse_tree(dt: &DeviceTree) -> Result<BootConfig, HostError> {
+pub fn parse_tree(dt: DeviceTree) -> Result<BootConfig, HostError> {
     let mut warnings = Vec::new();
-    let host = HostPlatform::from_tree(dt, &mut warnings)?;
-    let chosen = chosen::parse_chosen(dt, &host, &mut warnings);
+    let host = HostPlatform::from_tree(&dt, &mut warnings)?;
+    let chosen = chosen::parse_chosen(&dt, &host, &mut warnings);
     Ok(BootConfig {
         host,
         xen_bootargs: chosen.xen_bootargs,
         domains: chosen.domains,
         modules: chosen.modules,
         warnings,
+        tree: dt,
     })
 }
+
+#[cfg(test)]
+mod testutil;
