@@ -241,8 +241,19 @@ pub enum GuestDtError {
         /// Size of the window.
         size: u64,
     },
+    /// An emulated device window overlaps guest RAM.
+    DeviceOverlapsRam {
+        /// Which device frame.
+        device: &'static str,
+        /// Its window.
+        window: GuestRange,
+        /// The RAM bank it overlaps.
+        bank: GuestRange,
+    },
     /// The initrd range is empty or wraps.
     BadInitrd(GuestRange),
+    /// The initrd is not inside guest RAM.
+    InitrdOutsideRam(GuestRange),
     /// A string for the tree (bootargs, compatible, path) contains a NUL.
     NulInString(&'static str),
     /// The partial DTB is invalid.
@@ -293,7 +304,13 @@ impl fmt::Display for GuestDtError {
                 f,
                 "vPL011 window {base:#x}+{size:#x} is smaller than {UART_MIN_SIZE:#x} bytes or wraps"
             ),
+            Self::DeviceOverlapsRam {
+                device,
+                window,
+                bank,
+            } => write!(f, "{device} window {window} overlaps RAM bank {bank}"),
             Self::BadInitrd(r) => write!(f, "initrd range {r} is empty or wraps"),
+            Self::InitrdOutsideRam(r) => write!(f, "initrd {r} is not inside a RAM bank"),
             Self::NulInString(what) => write!(f, "{what} contains a NUL byte"),
             Self::Partial(e) => write!(f, "{e}"),
             Self::Fdt(e) => write!(f, "guest device tree: {e}"),
@@ -533,12 +550,51 @@ impl GuestDtSpec<'_> {
         if let Some(p) = &self.chosen.stdout_path {
             check_str(p, "stdout-path")?;
         }
-        if let Some(r) = &self.chosen.initrd
-            && (r.is_empty() || r.end().is_none())
-        {
-            return Err(GuestDtError::BadInitrd(*r));
+        if let Some(r) = &self.chosen.initrd {
+            if r.is_empty() || r.end().is_none() {
+                return Err(GuestDtError::BadInitrd(*r));
+            }
+            if !self.memory.iter().any(|b| b.contains_range(r)) {
+                return Err(GuestDtError::InitrdOutsideRam(*r));
+            }
+        }
+        for (device, window) in self.device_windows() {
+            if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
+                return Err(GuestDtError::DeviceOverlapsRam {
+                    device,
+                    window,
+                    bank: *bank,
+                });
+            }
         }
         Ok(())
+    }
+
+    /// The MMIO windows of the emulated devices described in the tree.
+    fn device_windows(&self) -> Vec<(&'static str, GuestRange)> {
+        let mut v = Vec::new();
+        match &self.gic {
+            GicSpec::V2 { gicd, gicc } => {
+                v.push(("GICv2 distributor", GuestRange::new(*gicd, GICV2_GICD_SIZE)));
+                v.push((
+                    "GICv2 CPU interface",
+                    GuestRange::new(*gicc, GICV2_GICC_SIZE),
+                ));
+            }
+            GicSpec::V3 {
+                gicd,
+                redistributors,
+            } => {
+                v.push(("GICv3 distributor", GuestRange::new(*gicd, GICV3_GICD_SIZE)));
+                for r in redistributors {
+                    v.push(("GICv3 redistributor region", *r));
+                }
+            }
+        }
+        if let Some(u) = &self.vpl011 {
+            v.push(("vPL011", GuestRange::new(u.base, u.size)));
+        }
+        v
     }
 
     /// The path of the vPL011 node in the generated tree, if there is one
@@ -556,6 +612,12 @@ impl GuestDtSpec<'_> {
     /// Generates the guest DTB. Fails with a typed error when the spec or the
     /// partial DTB is inconsistent, or the result exceeds [`MAX_DTB_SIZE`].
     pub fn generate(&self) -> Result<Vec<u8>, GuestDtError> {
+        self.generate_with_limit(MAX_DTB_SIZE)
+    }
+
+    /// Like [`generate`](Self::generate), with a tighter size limit (for
+    /// example the DTB slot the loader reserved); never above [`MAX_DTB_SIZE`].
+    pub fn generate_with_limit(&self, max: usize) -> Result<Vec<u8>, GuestDtError> {
         self.validate()?;
         let partial = match self.partial_dtb {
             Some(blob) => Some(PartialDt::parse(blob)?),
@@ -747,7 +809,7 @@ impl GuestDtSpec<'_> {
         }
 
         w.end_node()?;
-        Ok(w.finish_with_limit(MAX_DTB_SIZE)?)
+        Ok(w.finish_with_limit(max.min(MAX_DTB_SIZE))?)
     }
 }
 

@@ -602,6 +602,75 @@ fn spec_errors_are_typed() {
 }
 
 #[test]
+fn layout_conflicts_are_rejected() {
+    let mut spec = xen_layout_v2();
+    spec.vpl011.as_mut().unwrap().base = GuestPhysAddr(RAM0 + 0x1000);
+    assert_eq!(
+        spec.generate(),
+        Err(GuestDtError::DeviceOverlapsRam {
+            device: "vPL011",
+            window: GuestRange::new(GuestPhysAddr(RAM0 + 0x1000), 0x1000),
+            bank: spec.memory[0],
+        })
+    );
+    let mut spec = qemu_direct_v3();
+    spec.memory
+        .push(GuestRange::new(GuestPhysAddr(0x0800_0000), 0x1_0000));
+    assert!(matches!(
+        spec.generate(),
+        Err(GuestDtError::DeviceOverlapsRam {
+            device: "GICv3 distributor",
+            ..
+        })
+    ));
+    let mut spec = xen_layout_v2();
+    let outside = GuestRange::new(GuestPhysAddr(RAM0 + 0x1fff_f000), 0x2000);
+    spec.chosen.initrd = Some(outside);
+    assert_eq!(
+        spec.generate(),
+        Err(GuestDtError::InitrdOutsideRam(outside))
+    );
+    let msg = GuestDtError::InitrdOutsideRam(outside).to_string();
+    assert!(msg.contains("0x5ffff000+0x2000"), "{msg}");
+}
+
+#[test]
+fn partial_serial0_alias_is_kept() {
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.begin_node("aliases").unwrap();
+    w.property_string("serial0", "/passthrough/serial@ff010000")
+        .unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    let blob = w.finish().unwrap();
+    let mut spec = xen_layout_v2();
+    spec.partial_dtb = Some(&blob);
+    let t = parse_with_fdt_rs(&spec.generate().unwrap());
+    assert_eq!(
+        strs(prop(&t, "/aliases", "serial0")),
+        ["/passthrough/serial@ff010000"]
+    );
+    assert_eq!(t["/aliases"].len(), 1);
+}
+
+#[test]
+fn header_boot_cpu_and_size_limit() {
+    let mut spec = qemu_direct_v3();
+    spec.cpus = vec![0x100, 0x0];
+    let dtb = spec.generate().unwrap();
+    assert_eq!(u32::from_be_bytes(dtb[28..32].try_into().unwrap()), 0x100);
+    assert_eq!(
+        spec.generate_with_limit(dtb.len()).unwrap().len(),
+        dtb.len()
+    );
+    assert!(matches!(
+        spec.generate_with_limit(dtb.len() - 1),
+        Err(GuestDtError::Fdt(FdtError::TooLarge { .. }))
+    ));
+}
+
+#[test]
 fn oversized_partial_dtb_hits_the_2mib_cap() {
     let mut w = FdtWriter::new();
     w.begin_node("").unwrap();
