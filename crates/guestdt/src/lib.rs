@@ -27,6 +27,35 @@
 //!   not emitted: guests use the PSCI 0.2+ standard function IDs.
 //!
 //! The tree is for a 64-bit (AArch64) guest kernel.
+//!
+//! ```
+//! use tessel_addr::{GuestPhysAddr, GuestRange};
+//! use tessel_guestdt::*;
+//! // A direct-mapped guest on QEMU virt: native GICv2 and UART addresses.
+//! let spec = GuestDtSpec {
+//!     cpus: vec![0, 1],
+//!     cpu_compatible: "arm,cortex-a57".into(),
+//!     memory: vec![GuestRange::new(GuestPhysAddr(0x5000_0000), 0x1000_0000)],
+//!     gic: GicSpec::V2 {
+//!         gicd: GuestPhysAddr(0x0800_0000),
+//!         gicc: GuestPhysAddr(0x0801_0000),
+//!     },
+//!     timer: TimerSpec::default(),
+//!     vpl011: Some(UartSpec {
+//!         base: GuestPhysAddr(0x0900_0000),
+//!         size: 0x1000,
+//!         spi: 33,
+//!         kind: UartKind::SbsaUart,
+//!         current_speed: 115_200,
+//!     }),
+//!     chosen: ChosenSpec { bootargs: Some("console=ttyAMA0".into()), ..Default::default() },
+//!     partial_dtb: None,
+//! };
+//! assert_eq!(spec.uart_path().as_deref(), Some("/sbsa-uart@9000000"));
+//! let dtb = spec.generate()?;
+//! assert!(dtb.len() <= MAX_DTB_SIZE);
+//! # Ok::<(), GuestDtError>(())
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

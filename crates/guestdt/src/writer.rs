@@ -47,8 +47,10 @@ pub const FDT_VERSION: u32 = 17;
 pub const FDT_LAST_COMP_VERSION: u32 = 16;
 /// Size of the version-17 header in bytes.
 pub const FDT_HEADER_SIZE: usize = 40;
-/// Longest node name (without unit address) and property name (DT spec 2.2.1, 2.2.4).
-pub const MAX_NAME_LEN: usize = 31;
+/// Longest name accepted. The DT spec asks for at most 31 characters, but
+/// real bindings exceed that (`regulator-over-current-protection`), and dtc
+/// does not enforce it, so partial-DT nodes with such names are still copied.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// Misuse of the writer, or a tree that cannot be represented.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -158,11 +160,12 @@ fn node_name_char_ok(c: u8) -> bool {
 }
 
 fn prop_name_char_ok(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b',' | b'.' | b'_' | b'+' | b'-' | b'?' | b'#')
+    c.is_ascii_alphanumeric() || matches!(c, b',' | b'.' | b'_' | b'+' | b'-' | b'?' | b'#' | b'*')
 }
 
-/// Whether `name` is a valid node name: `node-name[@unit-address]` with a
-/// 1..=31-character node-name (DT spec 2.2.1).
+/// Whether `name` is a valid node name: `node-name[@unit-address]` with the
+/// characters of DT spec 2.2.1 (table 2.1), a node-name starting with a
+/// letter, and at most [`MAX_NAME_LEN`] characters.
 pub fn is_valid_node_name(name: &str) -> bool {
     let (base, unit) = match name.split_once('@') {
         Some((b, u)) => (b, Some(u)),
@@ -176,7 +179,8 @@ pub fn is_valid_node_name(name: &str) -> bool {
     base_ok && unit_ok
 }
 
-/// Whether `name` is a valid property name (DT spec 2.2.4).
+/// Whether `name` is a valid property name: characters of DT spec 2.2.4
+/// (table 2.2, plus `*` which dtc accepts), at most [`MAX_NAME_LEN`].
 pub fn is_valid_property_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(prop_name_char_ok)
 }
@@ -555,7 +559,8 @@ mod tests {
         assert!(!is_valid_node_name("cpu@"));
         assert!(!is_valid_node_name("0cpu"));
         assert!(!is_valid_node_name("a/b"));
-        assert!(!is_valid_node_name(&"x".repeat(32)));
+        assert!(!is_valid_node_name(&"x".repeat(256)));
+        assert!(is_valid_property_name("regulator-over-current-protection"));
         assert!(is_valid_property_name("#address-cells"));
         assert!(is_valid_property_name("linux,initrd-start"));
         assert!(!is_valid_property_name(""));

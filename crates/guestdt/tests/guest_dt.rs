@@ -853,3 +853,21 @@ proptest! {
         let _ = spec.generate();
     }
 }
+
+#[test]
+fn real_world_long_property_names_are_copied() {
+    let mut w = FdtWriter::new();
+    w.begin_node("").unwrap();
+    w.begin_node("passthrough").unwrap();
+    w.begin_node("regulator@0").unwrap();
+    w.property_empty("regulator-over-current-protection")
+        .unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    w.end_node().unwrap();
+    let blob = w.finish().unwrap();
+    let mut spec = xen_layout_v2();
+    spec.partial_dtb = Some(&blob);
+    let t = parse_with_fdt_rs(&spec.generate().unwrap());
+    assert!(t["/passthrough/regulator@0"].contains_key("regulator-over-current-protection"));
+}
