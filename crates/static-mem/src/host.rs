@@ -287,6 +287,9 @@ impl HostMemory {
         {
             return Err(LayoutError::AlreadyAllocated);
         }
+        if self.statics.iter().any(|s| s.domain == domain) {
+            return Err(LayoutError::HasStaticMemory);
+        }
         let bytes = kib_to_bytes(memory_kib)?;
         if bytes == 0 {
             return Err(LayoutError::ZeroMemory);

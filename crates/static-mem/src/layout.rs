@@ -299,6 +299,9 @@ pub enum LayoutError {
     },
     /// The domain has no `xen,static-mem` banks reserved.
     NotReserved,
+    /// Heap RAM was asked for a domain that has `xen,static-mem` banks
+    /// (mixing static and heap RAM is unsupported, as in Xen).
+    HasStaticMemory,
     /// The domain's RAM was already allocated or its static banks already
     /// claimed, and not released since.
     AlreadyAllocated,
@@ -341,6 +344,9 @@ impl fmt::Display for LayoutError {
                 f,
                 "not enough free host memory for {requested_kib} KiB \
                  (largest free block {largest_free_kib} KiB, {total_free_kib} KiB free in total)"
+            ),
+            Self::HasStaticMemory => f.write_str(
+                "the domain has xen,static-mem banks; heap memory cannot be added to them",
             ),
             Self::NotReserved => f.write_str("no xen,static-mem banks are reserved"),
             Self::AlreadyAllocated => {

@@ -310,6 +310,13 @@ fn static_banks_are_claimed_once_until_released() {
             .iter()
             .all(|f| !banks.iter().any(|b| b.overlaps(f)))
     );
+    // A static domain cannot top up from the heap.
+    let e = m.allocate_heap("domU1", 4096).unwrap_err();
+    assert_eq!(e, LayoutError::HasStaticMemory);
+    assert_eq!(
+        e.to_string(),
+        "the domain has xen,static-mem banks; heap memory cannot be added to them"
+    );
     // Rebuilding (e.g. after a failed build) claims them again.
     assert_eq!(
         m.allocate_static("domU1", kib, false)
