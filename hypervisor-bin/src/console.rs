@@ -107,14 +107,20 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
-/// Writes formatted text to the console without taking the lock (for the
+/// Waits until the console has sent everything (before powering off).
+pub fn flush() {
+    if let Some(uart) = CONSOLE.lock().as_ref() {
+        uart.flush();
+    }
+}
+
+/// Writes formatted text to the console only if its lock is free (for the
 /// panic path, where the lock may be held by the panicking CPU).
 pub fn print_unlocked(args: fmt::Arguments<'_>) {
-    let guard = CONSOLE.try_lock();
-    if let Some(mut g) = guard {
-        if let Some(uart) = g.as_mut() {
-            let _ = uart.write_fmt(args);
-        }
+    if let Some(mut g) = CONSOLE.try_lock()
+        && let Some(uart) = g.as_mut()
+    {
+        let _ = uart.write_fmt(args);
     }
 }
 

@@ -1,7 +1,6 @@
 //! EL2 exception entry from Rust's point of view.
 
 use crate::gic::{GIC, this_cpu};
-use crate::println;
 
 /// The registers the vectors save on the EL2 stack (layout shared with
 /// `boot.rs`; guests' general-purpose registers live here while EL2 runs).
@@ -18,7 +17,7 @@ pub struct TrapFrame {
     pub sp_el0: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 /// Vector slots (Arm ARM DDI 0487, D1.10.2 "Exception vectors").
 mod kind {
@@ -43,7 +42,11 @@ fn esr_far() -> (u64, u64) {
 #[unsafe(no_mangle)]
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     match kind {
-        kind::CURRENT_IRQ | kind::LOWER_IRQ => handle_irq(kind == kind::LOWER_IRQ),
+        kind::CURRENT_IRQ => handle_irq(false),
+        kind::LOWER_IRQ => {
+            handle_irq(true);
+            crate::vcpu::after_guest_irq();
+        }
         kind::LOWER_SYNC => crate::vcpu::handle_guest_sync(frame),
         kind::CURRENT_SYNC | kind::CURRENT_SP0_SYNC => {
             let (esr, far) = esr_far();

@@ -11,6 +11,7 @@ extern crate alloc;
 
 mod boot;
 mod console;
+mod domain;
 mod exception;
 mod gic;
 mod heap;
@@ -19,6 +20,7 @@ mod irq;
 mod mmio;
 mod mmu;
 mod psci;
+mod s2;
 mod sync;
 mod vcpu;
 
@@ -127,14 +129,22 @@ extern "C" fn primary_main(dtb: u64, base: u64) -> ! {
     println!("EL2 MMU on: identity map, RAM normal write-back, rest device-nGnRE");
     heap::init();
 
-    if let Err(e) = bring_up(&info) {
-        println!("fatal: {e}");
-        psci::system_off();
-    }
-    run()
+    let online = match bring_up(&info) {
+        Ok(n) => n,
+        Err(e) => {
+            println!("fatal: {e}");
+            psci::system_off();
+        }
+    };
+    // SAFETY: the DTB stays where the boot loader put it; the domains'
+    // banks are checked not to overlap it.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, info.dtb_size as usize) };
+    run(&info, blob, (dtb, info.dtb_size), online)
 }
 
-fn bring_up(info: &HostInfo) -> Result<(), &'static str> {
+/// Brings up the GIC, the interrupt path and the other CPUs; returns how
+/// many CPUs are online (Tessel indexes 0..n).
+fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
     let conduit = info.psci.ok_or("the host DT has no /psci node")?;
     psci::set_conduit(conduit);
     let v = psci::call(psci::PSCI_VERSION, 0, 0, 0);
@@ -209,8 +219,8 @@ fn bring_up(info: &HostInfo) -> Result<(), &'static str> {
 
     CPUS_ONLINE.store(1, Ordering::Release);
     let entry = secondary_entry as *const () as u64;
-    for cpu in 1..n {
-        let target = CPU_MPIDR[cpu].load(Ordering::Relaxed);
+    for (cpu, mpidr) in CPU_MPIDR.iter().enumerate().take(n).skip(1) {
+        let target = mpidr.load(Ordering::Relaxed);
         let r = psci::call(psci::CPU_ON_64, target, entry, cpu as u64);
         if r != 0 {
             println!("CPU{cpu} (MPIDR {target:#x}): PSCI CPU_ON failed ({r})");
@@ -225,12 +235,9 @@ fn bring_up(info: &HostInfo) -> Result<(), &'static str> {
             println!("CPU{cpu} (MPIDR {target:#x}) did not come up");
         }
     }
-    println!(
-        "{} of {} CPUs online",
-        CPUS_ONLINE.load(Ordering::Acquire),
-        n
-    );
-    Ok(())
+    let online = CPUS_ONLINE.load(Ordering::Acquire);
+    println!("{online} of {n} CPUs online");
+    Ok(online)
 }
 
 /// Secondary CPU entry from `boot.rs` (MMU off, stack set).
@@ -247,21 +254,49 @@ extern "C" fn secondary_main(cpu: u64) -> ! {
     println!("CPU{cpu} up (MPIDR {:#x})", mpidr());
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     enable_irqs();
-    idle()
-}
-
-/// Waits for interrupts forever.
-fn idle() -> ! {
-    loop {
-        // SAFETY: waiting for an interrupt has no side effects.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-    }
+    vcpu::idle_loop()
 }
 
 /// Builds and runs the domains; powers off when none is left.
-fn run() -> ! {
-    println!("no domains to run; powering off");
-    psci::system_off();
+fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
+    let boot = match tessel_config::parse(blob) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("fatal: host device tree: {e}");
+            psci::system_off();
+        }
+    };
+    for w in &boot.warnings {
+        println!("warning: {w}");
+    }
+    let Some(gic) = info.gic else {
+        psci::system_off()
+    };
+    let host = domain::HostFacts {
+        image: (
+            &raw const __image_start as u64,
+            (&raw const __image_end as u64) - (&raw const __image_start as u64),
+        ),
+        dtb,
+        gic,
+        uart: info.uart,
+        pcpus: online,
+    };
+    let mut mux = tessel_vpl011::console::Console::new();
+    let domains = domain::build_all(&boot, &host, &mut mux);
+    if domains.is_empty() {
+        println!("no domain to run; powering off");
+        psci::system_off();
+    }
+    {
+        let mut out = vcpu::HostOut;
+        mux.announce_focus(&mut out);
+    }
+    *vcpu::MUX.lock() = Some(mux);
+    vcpu::assign(&domains);
+    vcpu::DOMAINS.set(domains);
+    vcpu::start_domains();
+    vcpu::idle_loop()
 }
 
 #[panic_handler]

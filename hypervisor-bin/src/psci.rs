@@ -11,8 +11,6 @@ pub const PSCI_VERSION: u32 = 0x8400_0000;
 pub const CPU_ON_64: u32 = 0xC400_0003;
 /// SYSTEM_OFF (DEN 0022, 5.1.9).
 pub const SYSTEM_OFF: u32 = 0x8400_0008;
-/// SYSTEM_RESET (DEN 0022, 5.1.10).
-pub const SYSTEM_RESET: u32 = 0x8400_0009;
 
 /// Whether the conduit is HVC rather than SMC.
 static USE_HVC: AtomicBool = AtomicBool::new(false);
@@ -45,6 +43,7 @@ pub fn call(fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
 /// Powers the machine off; falls back to parking this CPU if the firmware
 /// returns.
 pub fn system_off() -> ! {
+    crate::console::flush();
     call(SYSTEM_OFF, 0, 0, 0);
     crate::halt()
 }

@@ -1,20 +1,481 @@
-//! Guest vCPUs: traps from EL1 and interrupt forwarding.
+//! vCPUs on their pinned physical CPUs: entering a guest, handling its
+//! traps and stopping its domain.
+//!
+//! Every vCPU has a physical CPU of its own (static partitioning, like
+//! Xen's null scheduler), so the guest's EL1 system registers and FP/SIMD
+//! registers simply stay in the hardware: EL2 is built soft-float and never
+//! touches them. The general-purpose registers live in the
+//! [`TrapFrame`] on the EL2 stack while the hypervisor runs.
 
+use crate::boot::MAX_CPUS;
+use crate::domain::Domain;
 use crate::exception::TrapFrame;
+use crate::gic::{GIC, this_cpu};
+use crate::sync::{Once, SpinLock};
+use crate::{console, println, s2};
+use alloc::format;
+use alloc::vec::Vec;
+use core::arch::asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use tessel_trap::esr::{self, Exception, WfxKind};
+use tessel_trap::{PsciAction, StopReason};
+
+/// PSTATE for a vCPU's first instruction: EL1h with D, A, I and F masked
+/// (Arm ARM DDI 0487, C5.2.19 "SPSR_EL2").
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// SCTLR_EL1 with only its RES1 bits (11, 20, 22, 23, 28, 29): MMU and
+/// caches off, little-endian (DDI 0487, D23.2.113).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// PSCI NOT_SUPPORTED (DEN 0022, 5.2.2).
+const PSCI_NOT_SUPPORTED: u64 = -1i64 as u64;
+
+/// HCR_EL2 for guests (DDI 0487, D23.2.53): VM (0), SWIO (1), FMO (3),
+/// IMO (4), AMO (5), FB (9), BSU = inner shareable (10), TWI (13),
+/// TSC (19), RW = AArch64 EL1 (31).
+const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 31);
+
+/// CNTHCTL_EL2 (DDI 0487, D23.2.29): EL1PCTEN (bit 0) lets the guest read
+/// the physical counter; EL1PCEN (bit 1) clear traps the EL1 physical
+/// timer, which belongs to no guest (guests use the virtual timer).
+const CNTHCTL_GUEST: u64 = 1 << 0;
+
+/// The domains, built once on the boot CPU.
+pub static DOMAINS: Once<Vec<Domain>> = Once::new();
+/// Console multiplexer for guests' vPL011 output and host input.
+pub static MUX: SpinLock<Option<tessel_vpl011::console::Console>> = SpinLock::new(None);
+
+const NONE: usize = usize::MAX;
+
+/// What a physical CPU runs.
+struct Pcpu {
+    /// Domain index, or `NONE`.
+    domain: AtomicUsize,
+    /// vCPU index within the domain.
+    vcpu: AtomicUsize,
+    /// A vCPU start request (entry, x0) for the idle loop.
+    start: SpinLock<Option<(u64, u64)>>,
+}
+
+static PCPUS: [Pcpu; MAX_CPUS] = [const {
+    Pcpu {
+        domain: AtomicUsize::new(NONE),
+        vcpu: AtomicUsize::new(0),
+        start: SpinLock::new(None),
+    }
+}; MAX_CPUS];
+
+/// Assigns the pCPUs to the vCPUs of `domains` (boot CPU, before start).
+pub fn assign(domains: &[Domain]) {
+    for (d, dom) in domains.iter().enumerate() {
+        for (v, &p) in dom.vcpu_pcpu.iter().enumerate() {
+            if let Some(slot) = PCPUS.get(p) {
+                slot.domain.store(d, Ordering::Relaxed);
+                slot.vcpu.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Queues a start of the vCPU on pCPU `p` and wakes it.
+pub fn request_start(p: usize, entry: u64, x0: u64) {
+    if let Some(slot) = PCPUS.get(p) {
+        *slot.start.lock() = Some((entry, x0));
+        if p == this_cpu() {
+            return;
+        }
+        if let Some(gic) = GIC.get() {
+            gic.send_sgi(p, crate::irq::SGI_KICK);
+        }
+    }
+}
+
+fn current() -> Option<(&'static Domain, usize, usize)> {
+    let slot = PCPUS.get(this_cpu())?;
+    let d = slot.domain.load(Ordering::Relaxed);
+    let dom = DOMAINS.get()?.get(d)?;
+    Some((dom, d, slot.vcpu.load(Ordering::Relaxed)))
+}
+
+/// The idle loop of a pCPU: waits for interrupts and starts its vCPU when
+/// asked to. Never returns.
+pub fn idle_loop() -> ! {
+    loop {
+        let cpu = this_cpu();
+        let req = PCPUS.get(cpu).and_then(|s| s.start.lock().take());
+        if let Some((entry, x0)) = req
+            && let Some((dom, _, vcpu)) = current()
+            && !dom.rt.lock().state.is_stopped()
+        {
+            enter(dom, vcpu, entry, x0);
+        }
+        // SAFETY: enable IRQs and wait; the vectors are installed.
+        unsafe { asm!("msr daifclr, #2", "wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Enters vCPU `vcpu` of `dom` at EL1h with the MMU off, PC = `entry`,
+/// x0 = `x0`. Never returns; the guest's traps come back through the
+/// exception vectors.
+fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
+    let midr: u64;
+    // SAFETY: reading MIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack)) };
+    let vmpidr = tessel_trap::psci::vcpu_mpidr(vcpu) | (1 << 31);
+    // SAFETY: programs the EL1 and virtualization registers for the guest
+    // about to run on this pCPU; the stage-2 tables are complete and map
+    // only the domain's memory and devices.
+    unsafe {
+        asm!("msr daifset, #2", options(nomem, nostack));
+        s2::activate(dom.s2.root_pa(), dom.vmid);
+        asm!(
+            "msr vpidr_el2, {midr}",
+            "msr vmpidr_el2, {vmpidr}",
+            "msr sctlr_el1, {sctlr}",
+            "msr cnthctl_el2, {cnthctl}",
+            "msr cntvoff_el2, xzr",
+            "msr hcr_el2, {hcr}",
+            "isb",
+            "ic iallu",
+            "dsb nsh",
+            "isb",
+            midr = in(reg) midr,
+            vmpidr = in(reg) vmpidr,
+            sctlr = in(reg) SCTLR_EL1_RESET,
+            cnthctl = in(reg) CNTHCTL_GUEST,
+            hcr = in(reg) HCR_GUEST,
+            options(nostack)
+        );
+    }
+    crate::gic::enter_guest_cpu_interface();
+    let mut frame = TrapFrame::default();
+    frame.x[0] = x0;
+    frame.elr = entry;
+    frame.spsr = SPSR_EL1H_MASKED;
+    unsafe extern "C" {
+        fn enter_guest(frame: *const TrapFrame) -> !;
+    }
+    // SAFETY: the frame is a complete EL1h context; `enter_guest` copies it
+    // onto this CPU's stack and returns to it with `eret`.
+    unsafe { enter_guest(&frame) }
+}
+
+/// Starts the boot vCPU of every domain (called on the boot CPU after
+/// [`assign`]).
+pub fn start_domains() {
+    let Some(domains) = DOMAINS.get() else { return };
+    for dom in domains {
+        // The vCPU table starts with vCPU 0 on (Xen boots the domain's
+        // first vCPU itself); the others wait for PSCI CPU_ON.
+        let Some(&p) = dom.vcpu_pcpu.first() else {
+            continue;
+        };
+        request_start(p, dom.entry, dom.dtb);
+    }
+}
+
+fn read_sysreg_syndrome() -> (u64, u64, u64) {
+    let (esr, far, hpfar): (u64, u64, u64);
+    // SAFETY: reading syndrome registers has no side effects.
+    unsafe {
+        asm!("mrs {}, esr_el2", "mrs {}, far_el2", "mrs {}, hpfar_el2",
+             out(reg) esr, out(reg) far, out(reg) hpfar, options(nomem, nostack))
+    };
+    (esr, far, hpfar)
+}
+
+fn reg(frame: &TrapFrame, r: u8) -> u64 {
+    frame.x.get(usize::from(r)).copied().unwrap_or(0)
+}
+
+fn set_reg(frame: &mut TrapFrame, r: u8, v: u64) {
+    if let Some(x) = frame.x.get_mut(usize::from(r)) {
+        *x = v;
+    }
+}
 
 /// Handles a synchronous exception from a guest.
 pub fn handle_guest_sync(frame: &mut TrapFrame) {
-    panic!(
-        "trap from a lower EL at {:#x}, but no guest runs here",
-        frame.elr
-    );
+    let (esr_val, far, hpfar) = read_sysreg_syndrome();
+    let Some((dom, d, vcpu)) = current() else {
+        panic!(
+            "trap from a lower EL at {:#x}, but no guest runs here",
+            frame.elr
+        );
+    };
+    match esr::decode(esr_val) {
+        Exception::Hvc64 { imm: 0 } => psci(dom, d, vcpu, frame),
+        Exception::Smc64 { .. } => {
+            frame.elr += 4;
+            psci(dom, d, vcpu, frame);
+        }
+        Exception::Hvc64 { .. } => frame.x[0] = PSCI_NOT_SUPPORTED,
+        Exception::Wfx(kind) => {
+            frame.elr += 4;
+            if kind == WfxKind::Wfi {
+                wait_for_interrupt();
+            }
+        }
+        Exception::DataAbortLower(da) => match da.mmio_access(hpfar, far) {
+            Ok(access) => match mmio(dom, frame, &access) {
+                Ok(()) => frame.elr += 4,
+                Err(MmioFault::NoDevice) => inject_abort(frame, far, true),
+                Err(MmioFault::Uart(e)) => {
+                    println!("{}: {e}; injecting an abort", dom.name);
+                    inject_abort(frame, far, true);
+                }
+            },
+            Err(_) => inject_abort(frame, far, true),
+        },
+        Exception::InstrAbortLower { .. } => inject_abort(frame, far, false),
+        Exception::SysReg(_) => inject_undef(frame),
+        other => stop_domain(
+            d,
+            StopReason::Faulted(format!(
+                "vCPU{vcpu}: unexpected exception {other:?} at {:#x}",
+                frame.elr
+            )),
+        ),
+    }
+    if dom.rt.lock().state.is_stopped() {
+        park_vcpu();
+    }
 }
 
-/// Drains console input (routed to the console owner).
+/// Idles the pCPU until an interrupt is pending (the guest executed WFI).
+fn wait_for_interrupt() {
+    // SAFETY: WFI with IRQs masked wakes on any pending interrupt, which is
+    // then taken as soon as the guest resumes.
+    unsafe { asm!("dsb sy", "wfi", options(nomem, nostack)) };
+}
+
+fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
+    let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+    let outcome = dom.rt.lock().power.call(vcpu, args);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            stop_domain(d, StopReason::Faulted(format!("PSCI state error: {e}")));
+            return;
+        }
+    };
+    frame.x[0] = outcome.ret;
+    match outcome.action {
+        PsciAction::None | PsciAction::Wfi => {}
+        PsciAction::StartVcpu {
+            vcpu: target,
+            entry,
+            context_id,
+        } => {
+            let _ = dom.rt.lock().power.started(target);
+            if let Some(&p) = dom.vcpu_pcpu.get(target) {
+                request_start(p, entry, context_id);
+            }
+        }
+        PsciAction::StopVcpu { last } => {
+            if last {
+                stop_domain(d, StopReason::PoweredOff);
+            } else {
+                park_vcpu();
+            }
+        }
+        PsciAction::SystemOff => stop_domain(d, StopReason::PoweredOff),
+        PsciAction::SystemReset => stop_domain(d, StopReason::Reset),
+    }
+}
+
+/// Why a trapped access could not be emulated (the guest gets an abort).
+#[derive(Debug)]
+enum MmioFault {
+    /// No emulated device at this address.
+    NoDevice,
+    /// The device refused the access.
+    Uart(tessel_vpl011::MmioError),
+}
+
+/// Emulates a trapped MMIO access.
+fn mmio(dom: &Domain, frame: &mut TrapFrame, a: &esr::MmioAccess) -> Result<(), MmioFault> {
+    let mut rt = dom.rt.lock();
+    let Some(u) = rt.uart.as_mut() else {
+        return Err(MmioFault::NoDevice);
+    };
+    let Some(off) = u.config.offset_of(a.ipa) else {
+        return Err(MmioFault::NoDevice);
+    };
+    let id = u.console;
+    if a.write {
+        let v = a.store_value(reg(frame, a.reg));
+        u.dev.write(off, a.size, v).map_err(MmioFault::Uart)?;
+        let mut out = Vec::new();
+        u.dev.drain_tx(|b| out.push(b));
+        drop(rt);
+        guest_output(id, &out);
+    } else {
+        let raw = u.dev.read(off, a.size).map_err(MmioFault::Uart)?;
+        if let Some(v) = a.load_value(raw) {
+            set_reg(frame, a.reg, v);
+        }
+        // A read of UARTDR made room in the receive FIFO.
+        if let Some(mux) = MUX.lock().as_mut() {
+            let _ = mux.feed(id, &mut u.dev);
+        }
+    }
+    Ok(())
+}
+
+/// The physical console as the mux's output.
+pub struct HostOut;
+
+impl tessel_vpl011::console::HostConsole for HostOut {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        console::write_bytes(bytes);
+    }
+}
+
+fn guest_output(id: tessel_vpl011::console::ConsoleId, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    if let Some(mux) = MUX.lock().as_mut() {
+        let _ = mux.guest_output(id, bytes, &mut HostOut);
+    }
+}
+
+/// Reads SPSR mode bits and picks the vector offset for an exception taken
+/// to EL1 (DDI 0487, D1.10.2): current EL with SP_EL0 0x000, current EL
+/// with SP_ELx 0x200, lower EL (AArch64) 0x400.
+fn vector_offset(spsr: u64) -> u64 {
+    match spsr & 0xf {
+        0b0100 => 0x000,
+        0b0101 => 0x200,
+        _ => 0x400,
+    }
+}
+
+/// Delivers a synchronous exception with syndrome `esr_el1` to the guest's
+/// EL1 vectors.
+fn inject_sync(frame: &mut TrapFrame, esr_el1: u64, far: Option<u64>) {
+    let vbar: u64;
+    // SAFETY: the guest's EL1 registers are live in hardware on this pCPU;
+    // writing them is how an exception is delivered to it.
+    unsafe {
+        asm!("mrs {}, vbar_el1", out(reg) vbar, options(nomem, nostack));
+        asm!("msr esr_el1, {}", "msr elr_el1, {}", "msr spsr_el1, {}",
+             in(reg) esr_el1, in(reg) frame.elr, in(reg) frame.spsr, options(nostack));
+        if let Some(far) = far {
+            asm!("msr far_el1, {}", in(reg) far, options(nostack));
+        }
+    }
+    frame.elr = vbar + vector_offset(frame.spsr);
+    frame.spsr = SPSR_EL1H_MASKED;
+}
+
+/// Injects a synchronous external abort (data or instruction) at `far`.
+fn inject_abort(frame: &mut TrapFrame, far: u64, data: bool) {
+    let from_el1 = frame.spsr & 0b1100 == 0b0100;
+    // EC: 0x24/0x25 data abort from lower/same EL, 0x20/0x21 instruction
+    // abort; IL (bit 25) set; FSC 0x10 = synchronous external abort
+    // (DDI 0487, D24.2.40).
+    let ec: u64 = match (data, from_el1) {
+        (true, true) => 0x25,
+        (true, false) => 0x24,
+        (false, true) => 0x21,
+        (false, false) => 0x20,
+    };
+    inject_sync(frame, (ec << 26) | (1 << 25) | 0x10, Some(far));
+}
+
+/// Injects an Unknown-reason exception (an UNDEFINED instruction).
+fn inject_undef(frame: &mut TrapFrame) {
+    inject_sync(frame, 1 << 25, None);
+}
+
+/// Stops domain `d`, reports why and parks its other vCPUs; powers off the
+/// machine once no domain runs.
+pub fn stop_domain(d: usize, reason: StopReason) {
+    let Some(domains) = DOMAINS.get() else { return };
+    let Some(dom) = domains.get(d) else { return };
+    let console_id = {
+        let mut rt = dom.rt.lock();
+        if !rt.state.stop(reason.clone()) {
+            return;
+        }
+        rt.uart.as_ref().map(|u| u.console)
+    };
+    if let (Some(id), Some(mux)) = (console_id, MUX.lock().as_mut()) {
+        let _ = mux.flush_output(id, &mut HostOut);
+    }
+    println!("domain {} stopped: {reason}", dom.name);
+    let me = this_cpu();
+    for &p in &dom.vcpu_pcpu {
+        if p != me
+            && let Some(gic) = GIC.get()
+        {
+            gic.send_sgi(p, crate::irq::SGI_KICK);
+        }
+    }
+    if domains.iter().all(|d| d.rt.lock().state.is_stopped()) {
+        println!("all domains have stopped; powering off");
+        crate::psci::system_off();
+    }
+}
+
+/// Leaves the current vCPU for good (its domain stopped or it called
+/// CPU_OFF) and idles this pCPU.
+fn park_vcpu() -> ! {
+    // SAFETY: the guest will not be resumed on this path; turning stage 2
+    // off keeps stray accesses from being translated for it.
+    unsafe {
+        asm!("msr hcr_el2, {}", "isb", in(reg) (1u64 << 3) | (1 << 4) | (1 << 5) | (1 << 31),
+             options(nostack))
+    };
+    idle_loop()
+}
+
+/// After an interrupt taken from a guest: leave it if its domain stopped.
+pub fn after_guest_irq() {
+    if let Some((dom, _, _)) = current()
+        && dom.rt.lock().state.is_stopped()
+    {
+        park_vcpu();
+    }
+}
+
+/// Host console input: to the vPL011 of the domain that has the focus.
 pub fn console_input() {
-    if let Some(uart) = crate::console::CONSOLE.lock().as_ref() {
-        while uart.getc().is_some() {}
+    let mut bytes = heapless::Vec::<u8, 32>::new();
+    if let Some(uart) = console::CONSOLE.lock().as_ref() {
+        while let Some(b) = uart.getc() {
+            if bytes.push(b).is_err() {
+                break;
+            }
+        }
         uart.ack_rx();
+    }
+    let Some(domains) = DOMAINS.get() else { return };
+    // Lock order everywhere: a domain's runtime state, then the mux.
+    for b in bytes {
+        let target = MUX
+            .lock()
+            .as_mut()
+            .and_then(|m| m.host_input(b, &mut HostOut));
+        let Some(id) = target else { continue };
+        for dom in domains {
+            let mut rt = dom.rt.lock();
+            if let Some(u) = rt.uart.as_mut().filter(|u| u.console == id)
+                && let Some(mux) = MUX.lock().as_mut()
+            {
+                let _ = mux.feed(id, &mut u.dev);
+            }
+        }
     }
 }
 

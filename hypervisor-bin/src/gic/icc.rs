@@ -25,21 +25,30 @@ macro_rules! sysreg_rw {
     };
 }
 
+macro_rules! sysreg_w {
+    ($(#[$m:meta])* $write:ident, $enc:literal) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $write(v: u64) {
+            // SAFETY: writing this register changes interrupt state only.
+            unsafe { asm!(concat!("msr ", $enc, ", {}"), in(reg) v, options(nostack)) };
+        }
+    };
+}
+
 sysreg_rw!(
     /// ICC_SRE_EL2 (IHI 0069, 12.2.17): SRE (bit 0), Enable (bit 3).
     sre_el2,
     set_sre_el2,
     "S3_4_C12_C9_5"
 );
-sysreg_rw!(
+sysreg_w!(
     /// ICC_PMR_EL1 (IHI 0069, 12.2.13): priority mask.
-    pmr,
     set_pmr,
     "S3_0_C4_C6_0"
 );
-sysreg_rw!(
+sysreg_w!(
     /// ICC_BPR1_EL1 (IHI 0069, 12.2.5): group-1 binary point.
-    bpr1,
     set_bpr1,
     "S3_0_C12_C12_3"
 );
@@ -49,9 +58,8 @@ sysreg_rw!(
     set_ctlr,
     "S3_0_C12_C12_4"
 );
-sysreg_rw!(
+sysreg_w!(
     /// ICC_IGRPEN1_EL1 (IHI 0069, 12.2.12): group-1 enable.
-    igrpen1,
     set_igrpen1,
     "S3_0_C12_C12_7"
 );

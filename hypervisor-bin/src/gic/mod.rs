@@ -59,6 +59,7 @@ impl Gic {
                 GicVersion::V2 => Gic::V2(GicV2::new(
                     Mmio::new(info.dist.0),
                     Mmio::new(info.cpu_or_redist.0),
+                    info.gich.map(|(base, _)| Mmio::new(base)),
                 )),
                 GicVersion::V3 => Gic::V3(GicV3::new(
                     Mmio::new(info.dist.0),
@@ -172,4 +173,31 @@ impl Gic {
 /// GICD_IROUTER layouts differ; this is the 32-bit one of GICR_TYPER).
 pub fn packed_affinity(mpidr: u64) -> u32 {
     ((((mpidr >> 32) & 0xff) << 24) | (mpidr & 0xff_ffff)) as u32
+}
+
+/// ICH_HCR_EL2.En (IHI 0069, 12.5.6) / GICH_HCR.En (IHI 0048B, 5.3.1):
+/// enables the virtual CPU interface.
+const VIRT_EN: u64 = 1;
+
+/// Enables the virtual CPU interface for the guest about to run on this
+/// CPU (its list registers are managed by the vGIC).
+pub fn enter_guest_cpu_interface() {
+    match GIC.get() {
+        Some(Gic::V2(g)) => g.enable_virtual(),
+        Some(Gic::V3(_)) => {
+            // SAFETY: ICH_HCR_EL2 (S3_4_C12_C11_0) and ICH_VMCR_EL2
+            // (S3_4_C12_C11_7) only affect the virtual CPU interface of the
+            // guest that is about to run here.
+            unsafe {
+                core::arch::asm!(
+                    "msr S3_4_C12_C11_7, xzr",
+                    "msr S3_4_C12_C11_0, {}",
+                    "isb",
+                    in(reg) VIRT_EN,
+                    options(nostack)
+                )
+            };
+        }
+        None => {}
+    }
 }

@@ -44,10 +44,15 @@ const GICC_EOIR: usize = 0x0010;
 /// GICC_DIR (IHI 0048B, 4.4.15).
 const GICC_DIR: usize = 0x1000;
 
+/// GICH_HCR (IHI 0048B, 5.3.1): En is bit 0.
+const GICH_HCR: usize = 0x0000;
+
 /// A GICv2.
 pub struct GicV2 {
     dist: Mmio,
     cpu: Mmio,
+    /// Virtual interface control (banked per CPU at the same address).
+    gich: Option<Mmio>,
     num_irqs: u32,
     /// GIC CPU-interface bit of each Tessel CPU (read from ITARGETSR0).
     cpu_mask: [AtomicU8; MAX_CPUS],
@@ -55,7 +60,7 @@ pub struct GicV2 {
 
 impl GicV2 {
     /// Resets the distributor to a quiet state and enables it.
-    pub fn new(dist: Mmio, cpu: Mmio) -> Self {
+    pub fn new(dist: Mmio, cpu: Mmio, gich: Option<Mmio>) -> Self {
         let lines = (dist.read32(GICD_TYPER) & 0x1f) + 1;
         let num_irqs = (lines * 32).min(1020);
         dist.write32(GICD_CTLR, 0);
@@ -69,6 +74,7 @@ impl GicV2 {
         Self {
             dist,
             cpu,
+            gich,
             num_irqs,
             cpu_mask: [const { AtomicU8::new(0) }; MAX_CPUS],
         }
@@ -130,6 +136,13 @@ impl GicV2 {
     pub fn disable(&self, irq: u32) {
         self.dist
             .write32(GICD_ICENABLER + (irq / 32) as usize * 4, 1 << (irq % 32));
+    }
+
+    /// Enables this CPU's virtual interface (GICH_HCR.En).
+    pub fn enable_virtual(&self) {
+        if let Some(gich) = self.gich {
+            gich.write32(GICH_HCR, super::VIRT_EN as u32);
+        }
     }
 
     /// Reads GICC_IAR (interrupt ID in bits [9:0]).
