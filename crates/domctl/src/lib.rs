@@ -698,6 +698,63 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// For any raw word, the user path accepts exactly the words made of
+        /// public bits, and its error names exactly the offending bits.
+        #[test]
+        fn user_path_accepts_exactly_public_words(raw: u32, vcpus in 0u32..200) {
+            match CreateDomainRequest::from_user(raw, vcpus) {
+                Ok(req) => {
+                    proptest::prop_assert_eq!(raw & !PUBLIC_MASK, 0);
+                    proptest::prop_assert_eq!(req.flags().bits(), raw);
+                    proptest::prop_assert!(req.flags().internal().is_empty());
+                }
+                Err(DomctlError::UnknownBitsSet { bits }) => {
+                    proptest::prop_assert_eq!(bits, raw & !(PUBLIC_MASK | INTERNAL_MASK));
+                    proptest::prop_assert_ne!(bits, 0);
+                }
+                Err(DomctlError::InternalBitsSet { bits }) => {
+                    proptest::prop_assert_eq!(raw & !(PUBLIC_MASK | INTERNAL_MASK), 0);
+                    proptest::prop_assert_eq!(bits, raw & INTERNAL_MASK);
+                    proptest::prop_assert_ne!(bits, 0);
+                }
+                Err(e) => proptest::prop_assert!(false, "unexpected {e:?}"),
+            }
+        }
+
+        /// validate() accepts exactly the combinations the rules allow.
+        #[test]
+        fn validate_matches_the_rules(
+            raw: u32,
+            vcpus in 0u32..200,
+            passthrough: bool,
+            iommu: bool,
+            vpmu: bool,
+            v3: bool,
+            arm_shaped: bool,
+        ) {
+            let mut flags = DomainFlags::from_bits_truncate(raw);
+            if arm_shaped {
+                // Half the cases get past the first two rules, so the later
+                // ones are exercised too.
+                flags = (flags | DomainFlags::ARM_REQUIRED).difference(DomainFlags::ARM_UNSUPPORTED);
+            }
+            let gic = if v3 { GicVersion::V3 } else { GicVersion::V2 };
+            let host = HostCapabilities { iommu, vpmu, gic };
+            let req = CreateDomainRequest::from_builder(flags, vcpus).with_passthrough(passthrough);
+            let expected_ok = flags.contains(DomainFlags::ARM_REQUIRED)
+                && !flags.intersects(DomainFlags::ARM_UNSUPPORTED)
+                && (iommu || !flags.uses_iommu())
+                && (vpmu || !flags.contains(DomainFlags::VPMU))
+                && (flags.uses_static_memory() || !flags.is_direct_mapped())
+                && (!passthrough || flags.uses_iommu() || flags.is_direct_mapped())
+                && (1..=gic.max_vcpus()).contains(&vcpus);
+            proptest::prop_assert_eq!(req.validate(&host).is_ok(), expected_ok);
+        }
+    }
+
     #[test]
     fn every_raw_word_is_either_accepted_or_refused_with_the_right_reason() {
         // A sweep over single bits and some combinations: from_user never
