@@ -60,7 +60,8 @@ pub enum FdtError {
     },
     /// Nodes nested deeper than [`MAX_DEPTH`].
     TooDeep,
-    /// A node or property name is not NUL-terminated UTF-8.
+    /// A node or property name is not NUL-terminated, or has characters
+    /// outside printable ASCII (or a '/' in a node name).
     BadName {
         /// Offset of the name (structure or strings block).
         offset: usize,
@@ -90,7 +91,7 @@ impl fmt::Display for FdtError {
             Self::TooDeep => write!(f, "device-tree nodes nested deeper than {MAX_DEPTH}"),
             Self::BadName { offset } => write!(
                 f,
-                "device-tree name at offset {offset:#x} is not NUL-terminated UTF-8"
+                "device-tree name at offset {offset:#x} is not a NUL-terminated printable name"
             ),
         }
     }
@@ -244,6 +245,11 @@ impl DeviceTree {
                         return Err(FdtError::BadNesting { offset: here });
                     }
                     let (name, len) = cstr(structure, off, off)?;
+                    // Devicetree Specification 2.2.1: node names are printable
+                    // ASCII and never contain '/', which separates paths.
+                    if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+                        return Err(FdtError::BadName { offset: off });
+                    }
                     let name = String::from(name);
                     off = align4(off + len + 1).ok_or(FdtError::Truncated { what: "node name" })?;
                     if stack.len() >= MAX_DEPTH {
@@ -287,6 +293,11 @@ impl DeviceTree {
                         what: "property value",
                     })?;
                     let (name, _) = cstr(strings, nameoff, nameoff)?;
+                    // Devicetree Specification 2.2.4: property names are
+                    // non-empty printable ASCII.
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(FdtError::BadName { offset: nameoff });
+                    }
                     let cur = *stack.last().ok_or(FdtError::BadNesting { offset: here })?;
                     nodes[cur].props.push(Property {
                         name: String::from(name),
@@ -643,6 +654,25 @@ mod tests {
             DeviceTree::parse(&b),
             Err(FdtError::BadNesting { offset: 0 })
         );
+    }
+
+    #[test]
+    fn names_must_be_printable_and_slash_free() {
+        let root = TNode::new("").child(TNode::new("a/b"));
+        assert!(matches!(
+            DeviceTree::parse(&build(&root, &[])),
+            Err(FdtError::BadName { .. })
+        ));
+        let root = TNode::new("").child(TNode::new("a\rb"));
+        assert!(matches!(
+            DeviceTree::parse(&build(&root, &[])),
+            Err(FdtError::BadName { .. })
+        ));
+        let root = TNode::new("").prop("bad name", vec![]);
+        assert!(matches!(
+            DeviceTree::parse(&build(&root, &[])),
+            Err(FdtError::BadName { .. })
+        ));
     }
 
     #[test]
