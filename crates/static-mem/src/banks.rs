@@ -34,8 +34,13 @@ pub enum ReservedKind {
         /// Position of the bank in the domain's `xen,static-mem`.
         index: usize,
     },
-    /// A `/memreserve/` entry or `/reserved-memory` child of the host DT.
+    /// A `/reserved-memory` child of the host DT (firmware, shared buffers).
     FdtReserved,
+    /// A `/memreserve/` entry of the host DT header. As in Xen (spec §5.1),
+    /// a static bank lying entirely inside one is accepted (firmware often
+    /// memreserves the static-memory area to hide it from other software);
+    /// a partial overlap is refused. The heap never uses it either way.
+    MemReserve,
     /// Host RAM already allocated to a domain from the heap.
     DomainRam {
         /// The domain node name.
@@ -53,6 +58,7 @@ impl fmt::Display for ReservedKind {
                 write!(f, "bank {index} of {domain}'s xen,static-mem")
             }
             Self::FdtReserved => f.write_str("a reserved-memory region of the host device tree"),
+            Self::MemReserve => f.write_str("a /memreserve/ entry of the host device tree"),
             Self::DomainRam { domain } => write!(f, "the RAM allocated to {domain}"),
         }
     }
@@ -188,13 +194,16 @@ pub fn parse_banks(
     address_cells: u32,
     size_cells: u32,
 ) -> Result<Vec<HostRange>, BankError> {
-    let banks: Vec<HostRange> = cells::reg(prop, address_cells, size_cells)?
-        .map(|(start, size)| HostRange::new(HostPhysAddr(start), size))
-        .collect();
-    if banks.len() > MAX_BANKS {
-        return Err(BankError::TooManyBanks { count: banks.len() });
+    let entries = cells::reg(prop, address_cells, size_cells)?;
+    // Cell counts were validated by `reg`; count before allocating.
+    let tuple = (address_cells as usize + size_cells as usize) * 4;
+    let count = prop.len() / tuple;
+    if count > MAX_BANKS {
+        return Err(BankError::TooManyBanks { count });
     }
-    Ok(banks)
+    Ok(entries
+        .map(|(start, size)| HostRange::new(HostPhysAddr(start), size))
+        .collect())
 }
 
 #[cfg(test)]
@@ -272,6 +281,46 @@ mod tests {
         let e = parse_banks(&too_many, 1, 1).unwrap_err();
         assert_eq!(e, BankError::TooManyBanks { count: 257 });
         assert_eq!(e.to_string(), "257 banks listed, at most 256 are supported");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Encoding banks with any cell counts that hold them and parsing
+        /// them back gives the same banks, in order.
+        #[test]
+        fn parse_round_trips(
+            raw in proptest::collection::vec((proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>()), 1..20),
+            ac in 1u32..=2,
+            sc in 1u32..=2,
+        ) {
+            let fit = |v: u64, c: u32| if c == 1 { v & 0xffff_ffff } else { v };
+            let banks: Vec<HostRange> = raw
+                .iter()
+                .map(|&(a, s)| HostRange::new(HostPhysAddr(fit(a, ac)), fit(s, sc)))
+                .collect();
+            let mut prop = Vec::new();
+            for b in &banks {
+                for (v, c) in [(b.start.0, ac), (b.size, sc)] {
+                    if c == 2 {
+                        prop.extend_from_slice(&v.to_be_bytes());
+                    } else {
+                        prop.extend_from_slice(&(v as u32).to_be_bytes());
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(parse_banks(&prop, ac, sc).unwrap(), banks);
+        }
+
+        /// Arbitrary bytes and cell counts never panic.
+        #[test]
+        fn parse_never_panics(
+            prop in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            ac in 0u32..4,
+            sc in 0u32..4,
+        ) {
+            let _ = parse_banks(&prop, ac, sc);
+        }
     }
 
     #[test]

@@ -182,7 +182,11 @@ impl HostMemory {
             return Err(BankError::OutsideRam { index, bank });
         }
         let overlap = |other: Reserved| BankError::Overlap { index, bank, other };
-        if let Some(r) = self.reserved.iter().find(|r| r.range.overlaps(&bank)) {
+        let conflicts = |r: &&Reserved| {
+            r.range.overlaps(&bank)
+                && !(r.what == ReservedKind::MemReserve && r.range.contains_range(&bank))
+        };
+        if let Some(r) = self.reserved.iter().find(conflicts) {
             return Err(overlap(r.clone()));
         }
         for s in &self.statics {

@@ -135,6 +135,39 @@ fn bank_overlapping_fdt_reserved_memory_is_refused() {
 }
 
 #[test]
+fn bank_inside_a_memreserve_entry_is_accepted_as_in_xen() {
+    let mut m = HostMemory::new(
+        &[hr(0x4000_0000, GIB)],
+        vec![Reserved::new(
+            hr(0x5000_0000, 0x1000_0000),
+            ReservedKind::MemReserve,
+        )],
+    )
+    .unwrap();
+    let free = m.free_bytes();
+    assert_eq!(free, GIB - 0x1000_0000);
+    // Partial overlap: refused.
+    let e = m
+        .check_banks("d", &[hr(0x4800_0000, 0x1000_0000)])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bank 0x48000000+0x10000000 overlaps a /memreserve/ entry of the host device tree \
+         at 0x50000000+0x10000000"
+    );
+    // Entirely inside: accepted, and the heap still never touches it.
+    m.reserve_static("d", &[hr(0x5000_0000, 0x800_0000)])
+        .unwrap();
+    assert_eq!(m.free_bytes(), free);
+    // The rest of the memreserve region is still not heap memory.
+    assert!(
+        m.free_ranges()
+            .iter()
+            .all(|f| !f.overlaps(&hr(0x5000_0000, 0x1000_0000)))
+    );
+}
+
+#[test]
 fn bank_overlapping_device_mmio_is_refused() {
     // MMIO inside the RAM range (e.g. a carve-out described only as a device).
     let m = HostMemory::new(
