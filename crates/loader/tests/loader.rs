@@ -470,3 +470,48 @@ proptest! {
         let _ = gzip::inflate_into(&gz, &mut out);
     }
 }
+
+/// Runs against a real kernel when `TESSEL_TEST_KERNEL` names one (for
+/// example Debian's `vmlinuz-*-arm64`, raw or gzip-compressed); skipped
+/// otherwise. CI sets it once a kernel is fetched.
+#[test]
+fn real_kernel_from_env() {
+    let Some(path) = std::env::var_os("TESSEL_TEST_KERNEL") else {
+        eprintln!("SKIPPED: set TESSEL_TEST_KERNEL=/path/to/vmlinuz to test a real kernel");
+        return;
+    };
+    let module = std::fs::read(&path).unwrap();
+    let info = probe(&module).unwrap();
+    assert!(info.header.image_size >= info.len, "{info:?}");
+    assert!(!info.header.flags.big_endian());
+    let image = unpack(&module, 256 * MIB).unwrap();
+    assert_eq!(image.len() as u64, info.len);
+    // Debian's 512 MiB test guests: kernel, DTB and a 16 MiB initrd fit.
+    let banks = [GuestRange::new(GuestPhysAddr(0x5000_0000), 512 * MIB)];
+    let p = place(&PlacementRequest {
+        banks: &banks,
+        kernel: &info.header,
+        kernel_len: info.len,
+        dtb_size: 2 * MIB,
+        initrd_len: Some(16 * MIB),
+    })
+    .unwrap();
+    assert_eq!(p.entry.0, 0x5000_0000 + info.header.text_offset);
+    // Re-compressed with the gzip tool, the same Image comes back.
+    let tmp = std::env::temp_dir().join(format!("tessel-real-{}", std::process::id()));
+    std::fs::write(&tmp, &image).unwrap();
+    if std::process::Command::new("gzip")
+        .args(["-1", "-f", "-k"])
+        .arg(&tmp)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let mut gz_path = tmp.clone().into_os_string();
+        gz_path.push(".gz");
+        let gz = std::fs::read(&gz_path).unwrap();
+        std::fs::remove_file(&gz_path).ok();
+        assert_eq!(probe(&gz).unwrap().format, KernelFormat::GzipImage);
+        assert_eq!(unpack(&gz, 256 * MIB).unwrap(), image);
+    }
+    std::fs::remove_file(&tmp).ok();
+}
