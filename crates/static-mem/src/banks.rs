@@ -34,8 +34,14 @@ pub enum ReservedKind {
         /// Position of the bank in the domain's `xen,static-mem`.
         index: usize,
     },
-    /// A `/reserved-memory` child of the host DT (firmware, shared buffers).
+    /// A reserved region of the host DT, source not given more precisely.
     FdtReserved,
+    /// A `/reserved-memory` child node of the host DT (firmware, shared
+    /// buffers such as SCMI memory).
+    ReservedMemory {
+        /// Path of the `/reserved-memory` child.
+        node: String,
+    },
     /// A `/memreserve/` entry of the host DT header. As in Xen (spec §5.1),
     /// a static bank lying entirely inside one is accepted (firmware often
     /// memreserves the static-memory area to hide it from other software);
@@ -58,6 +64,7 @@ impl fmt::Display for ReservedKind {
                 write!(f, "bank {index} of {domain}'s xen,static-mem")
             }
             Self::FdtReserved => f.write_str("a reserved-memory region of the host device tree"),
+            Self::ReservedMemory { node } => write!(f, "the reserved memory {node}"),
             Self::MemReserve => f.write_str("a /memreserve/ entry of the host device tree"),
             Self::DomainRam { domain } => write!(f, "the RAM allocated to {domain}"),
         }
@@ -347,6 +354,13 @@ mod tests {
             }
             .to_string(),
             "the MMIO registers of /pl011@9000000"
+        );
+        assert_eq!(
+            ReservedKind::ReservedMemory {
+                node: "/reserved-memory/scmi-shmem@4e000000".into()
+            }
+            .to_string(),
+            "the reserved memory /reserved-memory/scmi-shmem@4e000000"
         );
     }
 }
