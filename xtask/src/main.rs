@@ -1,26 +1,134 @@
 //! Tessel's build and test automation (`cargo xtask <command>`).
+//!
+//! ```text
+//! cargo xtask build                      hypervisor -> target/tessel.bin, test guest -> target/test-guest.bin
+//! cargo xtask run [--gic v2|v3] [--timeout SECS]
+//!                                        boot the two-domain demo on QEMU, console on the terminal
+//! cargo xtask dtb [--gic v2|v3]          write the demo's host DTB/DTS to target/boot/
+//! cargo xtask e2e [--gic v2|v3] [--only NAME]
+//!                                        run the test-guest scenarios, logs in target/e2e/
+//! cargo xtask test                       cargo test (workspace), then e2e, with a summary
+//! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
+//! ```
+mod build;
+mod e2e;
 mod linux;
+mod qemu;
+mod scenario;
+mod util;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("fetch-linux") => {
-            let dir = std::path::Path::new("target/linux");
-            let result = linux::fetch(dir).and_then(|g| {
-                let img = linux::initramfs(&g)?;
-                std::fs::write(dir.join("initramfs.cpio"), img).map_err(|e| e.to_string())?;
-                println!("kernel: {}", g.kernel.display());
-                println!("initramfs: {}", dir.join("initramfs.cpio").display());
-                Ok(())
-            });
-            if let Err(e) = result {
-                eprintln!("xtask: {e}");
-                std::process::exit(1);
+use std::process::{Command, ExitCode};
+
+use scenario::Gic;
+use util::Result;
+
+/// Parsed command-line options (a tiny parser: `--name value` pairs and flags).
+#[derive(Default)]
+struct Options {
+    gic: Option<Gic>,
+    timeout: Option<u64>,
+    only: Option<String>,
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("option {a} needs a value"))
+        };
+        match a.as_str() {
+            "--gic" => {
+                let v = value()?;
+                o.gic = Some(
+                    Gic::parse(&v).ok_or_else(|| format!("--gic: expected v2 or v3, got {v}"))?,
+                );
             }
+            "--timeout" => {
+                let v = value()?;
+                o.timeout = Some(
+                    v.parse()
+                        .map_err(|_| format!("--timeout: not a number of seconds: {v}"))?,
+                );
+            }
+            "--only" => o.only = Some(value()?),
+            other => return Err(format!("unknown option {other}")),
         }
-        _ => {
-            eprintln!("xtask: no such command");
-            std::process::exit(2);
+    }
+    Ok(o)
+}
+
+fn gics(o: &Options) -> Vec<Gic> {
+    o.gic.map_or_else(|| vec![Gic::V2, Gic::V3], |g| vec![g])
+}
+
+fn fetch_linux() -> Result<()> {
+    let dir = util::artifacts().join("linux");
+    let g = linux::fetch(&dir)?;
+    let img = linux::initramfs(&g)?;
+    util::write(&dir.join("initramfs.cpio"), img)?;
+    println!("kernel: {}", g.kernel.display());
+    println!("initramfs: {}", dir.join("initramfs.cpio").display());
+    Ok(())
+}
+
+fn test_all(o: &Options) -> Result<bool> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let unit_ok = Command::new(cargo)
+        .current_dir(util::root())
+        .arg("test")
+        .status()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?
+        .success();
+    let images = build::all()?;
+    let (passed, failed) = e2e::run(&images, &gics(o), o.only.as_deref())?;
+    println!(
+        "summary: unit/integration tests {}, e2e {passed} passed, {failed} failed",
+        if unit_ok { "ok" } else { "FAILED" }
+    );
+    Ok(unit_ok && failed == 0)
+}
+
+fn real_main(args: &[String]) -> Result<bool> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err("usage: cargo xtask <build|run|dtb|e2e|test|fetch-linux> [options]".into());
+    };
+    let o = parse_options(rest)?;
+    match cmd.as_str() {
+        "build" => build::all().map(|_| true),
+        "run" => {
+            let images = build::all()?;
+            let sc = e2e::demo(o.gic.unwrap_or(Gic::V3), &images)?;
+            qemu::run_interactive(&sc, &images.hypervisor, o.timeout)?;
+            Ok(true)
+        }
+        "dtb" => {
+            let images = build::all()?;
+            let sc = e2e::demo(o.gic.unwrap_or(Gic::V3), &images)?;
+            println!("{}", qemu::make_dtb(&sc)?.display());
+            Ok(true)
+        }
+        "e2e" => {
+            let images = build::all()?;
+            let (_, failed) = e2e::run(&images, &gics(&o), o.only.as_deref())?;
+            Ok(failed == 0)
+        }
+        "test" => test_all(&o),
+        "fetch-linux" => fetch_linux().map(|_| true),
+        other => Err(format!("unknown command {other}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match real_main(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(2)
         }
     }
 }

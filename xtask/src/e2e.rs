@@ -1,0 +1,329 @@
+//! End-to-end scenarios: the hypervisor on QEMU with test guests, checked
+//! from the captured console.
+//!
+//! Host memory plan on QEMU `virt` with 2 GiB of RAM (0x4000_0000..0xC000_0000):
+//! QEMU puts its DTB at 0x4000_0000 and the hypervisor just above; guest
+//! images are loaded at [`MODULE_BASE`] + 16 MiB × n; static banks of
+//! direct-mapped domains are 64 MiB each from [`BANK_A`].
+
+use std::path::Path;
+
+use crate::build::Images;
+use crate::qemu;
+use crate::scenario::{Domain, Gic, Module, Scenario};
+use crate::util::{self, Result};
+
+/// Load address of the first guest image.
+pub const MODULE_BASE: u64 = 0x4800_0000;
+/// Spacing between guest images.
+pub const MODULE_STRIDE: u64 = 0x100_0000;
+/// First static bank.
+pub const BANK_A: u64 = 0x6000_0000;
+/// Second static bank.
+pub const BANK_B: u64 = 0x6800_0000;
+/// Static bank size (64 MiB).
+pub const BANK_SIZE: u64 = 0x400_0000;
+/// RAM of an ordinary domain, KiB (64 MiB).
+const ORDINARY_KIB: u64 = 64 * 1024;
+/// Host GICv2 virtual interface control frame (GICH) on QEMU virt.
+const HOST_GICH_V2: u64 = 0x0803_0000;
+/// Host GICv3 ITS frame on QEMU virt (not given to any guest).
+const HOST_ITS_V3: u64 = 0x0808_0000;
+/// Host PL031 RTC on QEMU virt (not passed through).
+const HOST_RTC: u64 = 0x0901_0000;
+/// An address with nothing behind it in any guest (host PCIe window).
+const HOLE: u64 = 0x3000_0000;
+
+/// How a test-guest domain is set up.
+struct GuestSpec<'a> {
+    name: &'a str,
+    modes: &'a str,
+    cpus: u32,
+    bank: Option<u64>,
+    forbid: Vec<u64>,
+}
+
+/// Checks the test guest prints for a mode list.
+fn checks_for(modes: &str) -> Vec<String> {
+    let mut v: Vec<String> = ["console", "dtb", "gic", "sgi", "timer"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for m in modes.split(',') {
+        match m {
+            "smp" => v.push("cpu-on".into()),
+            "direct-map" => v.push("ram-1to1".into()),
+            "hostile" => v.push("hostile".into()),
+            _ => {}
+        }
+    }
+    v
+}
+
+fn guest_domain(g: &GuestSpec<'_>, slot: u64, image: &Path, size: u64) -> Domain {
+    let mut bootargs = format!("tessel-test={} tessel-name={}", g.modes, g.name);
+    if let Some(b) = g.bank {
+        bootargs.push_str(&format!(" tessel-bank=0x{b:x}"));
+    }
+    if !g.forbid.is_empty() {
+        let list: Vec<String> = g.forbid.iter().map(|a| format!("0x{a:x}")).collect();
+        bootargs.push_str(&format!(" tessel-forbid={}", list.join(",")));
+    }
+    Domain {
+        name: g.name.into(),
+        cpus: g.cpus,
+        memory_kib: g.bank.map_or(ORDINARY_KIB, |_| BANK_SIZE / 1024),
+        vpl011: true,
+        direct_map: g.bank.is_some(),
+        static_mem: g.bank.map(|b| vec![(b, BANK_SIZE)]).unwrap_or_default(),
+        kernel: Module {
+            file: image.to_path_buf(),
+            addr: MODULE_BASE + slot * MODULE_STRIDE,
+            size,
+        },
+        ramdisk: None,
+        bootargs,
+    }
+}
+
+/// Expectations for a guest: each check passed, then DONE.
+fn guest_expect(g: &GuestSpec<'_>) -> Vec<String> {
+    let mut e: Vec<String> = checks_for(g.modes)
+        .into_iter()
+        .map(|c| format!("{}: PASS {c}", g.name))
+        .collect();
+    for a in &g.forbid {
+        e.push(format!("{}: PASS forbidden@0x{a:x}", g.name));
+    }
+    e.push(format!("{}: DONE", g.name));
+    e
+}
+
+fn scenario(
+    name: &str,
+    gic: Gic,
+    smp: u32,
+    guests: &[GuestSpec<'_>],
+    image: &Path,
+) -> Result<Scenario> {
+    let size = std::fs::metadata(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?
+        .len();
+    let domains = guests
+        .iter()
+        .enumerate()
+        .map(|(i, g)| guest_domain(g, i as u64, image, size))
+        .collect();
+    Ok(Scenario {
+        name: format!("{name}-gic{}", gic.qemu_name()),
+        gic,
+        smp,
+        ram_mib: 2048,
+        domains,
+        timeout_secs: 60,
+        expect: guests.iter().flat_map(guest_expect).collect(),
+        forbid: vec![": FAIL ".into()],
+        expect_shutdown: true,
+    })
+}
+
+/// The default demo of `cargo xtask run`: a direct-mapped domain on a
+/// static bank and an ordinary domain, both running the test guest.
+pub fn demo(gic: Gic, images: &Images) -> Result<Scenario> {
+    scenario(
+        "demo",
+        gic,
+        2,
+        &[
+            GuestSpec {
+                name: "dom1",
+                modes: "basic,direct-map",
+                cpus: 1,
+                bank: Some(BANK_A),
+                forbid: vec![],
+            },
+            GuestSpec {
+                name: "dom2",
+                modes: "basic",
+                cpus: 1,
+                bank: None,
+                forbid: vec![],
+            },
+        ],
+        &images.test_guest,
+    )
+}
+
+/// All e2e scenarios for one GIC version.
+pub fn scenarios(gic: Gic, images: &Images) -> Result<Vec<Scenario>> {
+    let img = &images.test_guest;
+    let gic_private = match gic {
+        Gic::V2 => HOST_GICH_V2,
+        Gic::V3 => HOST_ITS_V3,
+    };
+    let mut v = vec![
+        scenario(
+            "basic",
+            gic,
+            2,
+            &[
+                GuestSpec {
+                    name: "dom1",
+                    modes: "basic,direct-map",
+                    cpus: 1,
+                    bank: Some(BANK_A),
+                    forbid: vec![],
+                },
+                GuestSpec {
+                    name: "dom2",
+                    modes: "basic",
+                    cpus: 1,
+                    bank: None,
+                    forbid: vec![],
+                },
+            ],
+            img,
+        )?,
+        scenario(
+            "smp",
+            gic,
+            2,
+            &[GuestSpec {
+                name: "dom1",
+                modes: "basic,smp",
+                cpus: 2,
+                bank: None,
+                forbid: vec![],
+            }],
+            img,
+        )?,
+        scenario(
+            "forbidden",
+            gic,
+            2,
+            &[
+                GuestSpec {
+                    name: "dom1",
+                    modes: "basic,direct-map,forbidden",
+                    cpus: 1,
+                    bank: Some(BANK_A),
+                    forbid: vec![BANK_B, gic_private, HOST_RTC, HOLE],
+                },
+                GuestSpec {
+                    name: "dom2",
+                    modes: "basic,direct-map",
+                    cpus: 1,
+                    bank: Some(BANK_B),
+                    forbid: vec![],
+                },
+            ],
+            img,
+        )?,
+        scenario(
+            "hostile",
+            gic,
+            2,
+            &[
+                GuestSpec {
+                    name: "evil",
+                    modes: "hostile",
+                    cpus: 1,
+                    bank: None,
+                    forbid: vec![],
+                },
+                GuestSpec {
+                    name: "good",
+                    modes: "basic,direct-map",
+                    cpus: 1,
+                    bank: Some(BANK_A),
+                    forbid: vec![],
+                },
+            ],
+            img,
+        )?,
+    ];
+    // direct-map without xen,static-mem: refused with the property named,
+    // while the good domain boots.
+    let mut bad = scenario(
+        "bad-config",
+        gic,
+        2,
+        &[
+            GuestSpec {
+                name: "good",
+                modes: "basic",
+                cpus: 1,
+                bank: None,
+                forbid: vec![],
+            },
+            GuestSpec {
+                name: "baddom",
+                modes: "basic",
+                cpus: 1,
+                bank: None,
+                forbid: vec![],
+            },
+        ],
+        img,
+    )?;
+    if let Some(d) = bad.domains.iter_mut().find(|d| d.name == "baddom") {
+        d.direct_map = true;
+    }
+    bad.expect.retain(|e| !e.starts_with("baddom"));
+    bad.expect.push("requires xen,static-mem".into());
+    bad.expect.push("baddom".into());
+    v.push(bad);
+    Ok(v)
+}
+
+/// Checks a captured run against its scenario; returns the problems.
+pub fn check(sc: &Scenario, out: &qemu::Captured) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in &sc.expect {
+        if !out.output.contains(e.as_str()) {
+            problems.push(format!("missing `{e}`"));
+        }
+    }
+    for f in &sc.forbid {
+        for line in out.output.lines().filter(|l| l.contains(f.as_str())) {
+            problems.push(format!("unexpected: {line}"));
+        }
+    }
+    if sc.expect_shutdown && !out.exited {
+        problems.push(format!("no clean shutdown within {} s", sc.timeout_secs));
+    }
+    problems
+}
+
+/// Runs the scenarios for the given GIC versions (names filtered by
+/// `only` if set). Prints one line per scenario and the summary; returns
+/// (passed, failed).
+pub fn run(images: &Images, gics: &[Gic], only: Option<&str>) -> Result<(usize, usize)> {
+    let dir = util::artifacts().join("e2e");
+    util::mkdir(&dir)?;
+    let (mut passed, mut failed) = (0, 0);
+    for &gic in gics {
+        for sc in scenarios(gic, images)? {
+            if only.is_some_and(|o| !sc.name.contains(o)) {
+                continue;
+            }
+            let log = dir.join(format!("{}.log", sc.name));
+            let problems = match qemu::run_captured(&sc, &images.hypervisor, &log) {
+                Ok(out) => check(&sc, &out),
+                Err(e) => vec![e],
+            };
+            if problems.is_empty() {
+                passed += 1;
+                println!("e2e {:<24} ok", sc.name);
+            } else {
+                failed += 1;
+                println!("e2e {:<24} FAILED (log: {})", sc.name, log.display());
+                for p in problems.iter().take(12) {
+                    println!("    {p}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok((passed, failed))
+}
