@@ -103,6 +103,8 @@ pub enum BankError {
     Cells(CellError),
     /// The domain lists no bank at all.
     NoBanks,
+    /// The domain already has banks reserved (each domain reserves once).
+    AlreadyReserved,
     /// More banks than [`MAX_BANKS`].
     TooManyBanks {
         /// Number of banks listed.
@@ -159,6 +161,7 @@ impl fmt::Display for BankError {
         match self {
             Self::Cells(e) => write!(f, "malformed property: {e}"),
             Self::NoBanks => f.write_str("no memory bank listed"),
+            Self::AlreadyReserved => f.write_str("banks are already reserved for this domain"),
             Self::TooManyBanks { count } => {
                 write!(f, "{count} banks listed, at most {MAX_BANKS} are supported")
             }

@@ -228,8 +228,12 @@ impl HostMemory {
     /// Checks `banks` ([`Self::check_banks`]) and reserves them for
     /// `domain`, all or nothing. Reserved banks never enter the heap; a
     /// second reservation of an overlapping range (by any domain) fails with
-    /// [`BankError::Overlap`].
+    /// [`BankError::Overlap`]; a domain reserves once
+    /// ([`BankError::AlreadyReserved`]).
     pub fn reserve_static(&mut self, domain: &str, banks: &[HostRange]) -> Result<(), BankError> {
+        if self.statics.iter().any(|s| s.domain == domain) {
+            return Err(BankError::AlreadyReserved);
+        }
         self.check_banks(domain, banks)?;
         self.statics.push(StaticReservation {
             domain: domain.to_string(),

@@ -309,9 +309,15 @@ fn a_static_range_is_reserved_by_exactly_one_domain() {
     assert_eq!(m.static_banks("domU2"), None);
     m.reserve_static("domU2", &[hr(0x6000_0000, 0x100_0000)])
         .unwrap();
-    // The same domain cannot reserve the same range twice either.
+    // The same domain cannot reserve twice, not even other ranges.
+    let e = m
+        .reserve_static("domU1", &[hr(0x7000_0000, 0x1000_0000)])
+        .unwrap_err();
+    assert_eq!(e, BankError::AlreadyReserved);
+    assert_eq!(e.to_string(), "banks are already reserved for this domain");
+    // check_banks alone still reports the overlap with its own reservation.
     assert!(matches!(
-        m.reserve_static("domU1", &[hr(0x5000_0000, 0x1000_0000)]),
+        m.check_banks("domU1", &[hr(0x5000_0000, 0x1000_0000)]),
         Err(BankError::Overlap { .. })
     ));
 }
