@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use tessel_addr::{HostRange, PAGE_SIZE};
+use tessel_addr::{Address, HostRange, PAGE_SIZE};
 
 use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
@@ -16,6 +16,8 @@ pub const MAX_VCPUS_GICV2: u32 = 8;
 pub const MAX_VCPUS: u32 = 128;
 /// Largest `nr_spis` Xen's vGIC accepts (988 lines after rounding to 32 → 960).
 pub const MAX_NR_SPIS: u32 = 960;
+/// Most `xen,static-mem` banks per domain (Xen's NR_MEM_BANKS).
+pub const MAX_STATIC_BANKS: usize = 256;
 /// `capabilities` bit: control domain (Xen DOMAIN_CAPS_CONTROL).
 pub const CAP_CONTROL: u32 = 0x1;
 /// `capabilities` bit: hardware domain (Xen DOMAIN_CAPS_HARDWARE).
@@ -465,6 +467,10 @@ fn parse_domain(
         return Err(e("direct-map", ErrorKind::Requires("xen,static-mem")));
     }
 
+    if vpl011 && direct_map {
+        check_direct_vpl011(host).map_err(|k| e("vpl011", k))?;
+    }
+
     let nr_spis = u32_prop(dt, d, name, "nr_spis")?;
     if let Some(n) = nr_spis {
         // A direct-mapped vPL011 reuses the host console SPI, which must fit.
@@ -622,6 +628,26 @@ fn parse_domain(
     })
 }
 
+/// A direct-mapped domain's vPL011 sits at the host console UART's address
+/// and uses its SPI (Xen `domain_vpl011_init` for 1:1 domains): the console
+/// must exist, be wired to a GIC SPI, and span at least one 4 KiB page.
+fn check_direct_vpl011(host: &HostPlatform) -> Result<(), ErrorKind> {
+    let uart = host.console.as_ref().ok_or(ErrorKind::Requires(
+        "a host console UART (/chosen/stdout-path) when combined with direct-map",
+    ))?;
+    if uart.intid.is_none_or(|i| i < SPI_BASE) {
+        return Err(ErrorKind::Invalid(
+            "with direct-map the vPL011 reuses the host console UART's interrupt, which is not a GIC SPI",
+        ));
+    }
+    if uart.mmio.size < PAGE_SIZE || !uart.mmio.start.is_aligned(PAGE_SIZE) {
+        return Err(ErrorKind::Invalid(
+            "with direct-map the vPL011 takes the host console UART's page, but its MMIO is not a whole 4 KiB page",
+        ));
+    }
+    Ok(())
+}
+
 fn parse_static_mem(
     dt: &DeviceTree,
     chosen: NodeId,
@@ -667,6 +693,12 @@ fn parse_static_mem(
         (a, s)
     };
     let raw = decode_reg(dt, d, PROP, cells).map_err(e)?;
+    if raw.len() > MAX_STATIC_BANKS {
+        return Err(e(ErrorKind::Count {
+            expected: "at most 256 banks",
+            got: raw.len(),
+        }));
+    }
     let mut banks: Vec<HostRange> = Vec::new();
     for (a, s) in raw {
         let r = checked_range(a, s).map_err(e)?;
@@ -927,6 +959,89 @@ mod tests {
         let d = with(d, "nr_spis", cells(&[2]));
         let cfg = run(TNode::new("chosen").child(d));
         assert!(cfg.domains[0].is_ok(), "{:?}", cfg.domains[0]);
+    }
+
+    fn direct_vpl011_domain() -> TNode {
+        let d = with(domain("d"), "direct-map", Vec::new());
+        let d = with(d, "vpl011", Vec::new());
+        with(d, "xen,static-mem", cells(&[0, 0x5000_0000, 0, 0x400_0000]))
+    }
+
+    fn host_uart(root: &mut TNode, f: impl FnOnce(&mut TNode)) {
+        f(root
+            .children
+            .iter_mut()
+            .find(|c| c.name == "uart@9000000")
+            .unwrap());
+    }
+
+    #[test]
+    fn direct_mapped_vpl011_needs_a_console() {
+        let mut root = host_with(TNode::new("chosen").child(direct_vpl011_domain()));
+        let chosen = root
+            .children
+            .iter_mut()
+            .find(|c| c.name == "chosen")
+            .unwrap();
+        chosen.props.retain(|(p, _)| p != "stdout-path");
+        let cfg = parse(&build(&root, &[])).unwrap();
+        assert_eq!(
+            cfg.domains[0].as_ref().unwrap_err().to_string(),
+            "d: vpl011: requires a host console UART (/chosen/stdout-path) when combined with direct-map"
+        );
+    }
+
+    #[test]
+    fn direct_mapped_vpl011_needs_a_console_spi() {
+        let mut root = host_with(TNode::new("chosen").child(direct_vpl011_domain()));
+        host_uart(&mut root, |u| set(u, "interrupts", cells(&[1, 3, 4])));
+        let cfg = parse(&build(&root, &[])).unwrap();
+        assert!(
+            cfg.domains[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .starts_with(
+                    "d: vpl011: with direct-map the vPL011 reuses the host console UART's interrupt"
+                )
+        );
+    }
+
+    #[test]
+    fn direct_mapped_vpl011_needs_a_whole_uart_page() {
+        let mut root = host_with(TNode::new("chosen").child(direct_vpl011_domain()));
+        host_uart(&mut root, |u| {
+            set(u, "reg", cells(&[0, 0x0900_0000, 0, 0x100]))
+        });
+        let cfg = parse(&build(&root, &[])).unwrap();
+        assert!(
+            cfg.domains[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .ends_with("its MMIO is not a whole 4 KiB page")
+        );
+        // Without direct-map the vPL011 is at the virtual address: fine.
+        let mut root =
+            host_with(TNode::new("chosen").child(with(domain("d"), "vpl011", Vec::new())));
+        host_uart(&mut root, |u| {
+            set(u, "reg", cells(&[0, 0x0900_0000, 0, 0x100]))
+        });
+        assert!(parse(&build(&root, &[])).unwrap().domains[0].is_ok());
+    }
+
+    #[test]
+    fn static_bank_count_is_bounded() {
+        let mut raw = Vec::new();
+        for i in 0..=MAX_STATIC_BANKS as u32 {
+            raw.extend([0, 0x4000_0000 + i * 0x1000, 0, 0x1000]);
+        }
+        let d = with(domain("d"), "xen,static-mem", cells(&raw));
+        let cfg = run(TNode::new("chosen").child(d));
+        assert_eq!(
+            cfg.domains[0].as_ref().unwrap_err().to_string(),
+            "d: xen,static-mem: expected at most 256 banks, found 257"
+        );
     }
 
     #[test]

@@ -50,8 +50,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use chosen::{
-    BootModule, CAP_CONTROL, CAP_HARDWARE, CAP_XENSTORE, DomainConfig, MAX_NR_SPIS, MAX_VCPUS,
-    MAX_VCPUS_GICV2, Module, ModuleKind, PcpuRange, VcpuAffinity,
+    BootModule, CAP_CONTROL, CAP_HARDWARE, CAP_XENSTORE, DomainConfig, MAX_NR_SPIS,
+    MAX_STATIC_BANKS, MAX_VCPUS, MAX_VCPUS_GICV2, Module, ModuleKind, PcpuRange, VcpuAffinity,
 };
 pub use error::{ConfigError, ErrorKind, HostError, Warning};
 pub use fdt::{DeviceTree, FdtError, NodeId};
