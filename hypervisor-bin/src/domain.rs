@@ -10,14 +10,12 @@ use crate::s2::{MapError, MemKind, Stage2};
 use crate::sync::SpinLock;
 use alloc::string::String;
 use alloc::vec::Vec;
+use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{BootConfig, DomainConfig};
 use tessel_trap::{DomainState, VcpuTable};
 use tessel_vpl011::console::ConsoleId;
 use tessel_vpl011::{IrqLine, Vpl011, Vpl011Config};
 
-/// The arm64 Image magic "ARM\x64" at offset 0x38 (Linux
-/// Documentation/arch/arm64/booting.rst).
-const IMAGE_MAGIC: u32 = 0x644d_5241;
 /// Linux wants its DTB within 2 MiB-aligned, at most 2 MiB in size.
 const DTB_MAX: u64 = 2 << 20;
 
@@ -66,8 +64,14 @@ pub struct Domain {
     pub vcpu_pcpu: Vec<usize>,
     /// Boot vCPU entry point (guest physical).
     pub entry: u64,
-    /// x0 for the boot vCPU (the guest DTB's address, or 0).
+    /// x0 for the boot vCPU: the generated guest DTB's address.
     pub dtb: u64,
+    /// Where the kernel was loaded.
+    pub kernel: GuestRange,
+    /// Where the initrd was loaded, if any.
+    pub initrd: Option<GuestRange>,
+    /// Size of the generated DTB.
+    pub dtb_size: u64,
     /// State shared by the domain's vCPUs.
     pub rt: SpinLock<DomainRt>,
 }
@@ -97,6 +101,12 @@ pub enum BuildError {
     Map(MapError),
     /// vPL011 set-up failed.
     Uart(tessel_vpl011::ConfigError),
+    /// The kernel module is not a loadable arm64 Image.
+    Kernel(tessel_loader::LoaderError),
+    /// Kernel, DTB and initrd do not fit.
+    Place(tessel_loader::PlacementError),
+    /// The guest device tree could not be generated.
+    GuestDt(tessel_guestdt::GuestDtError),
 }
 
 impl core::fmt::Display for BuildError {
@@ -114,6 +124,9 @@ impl core::fmt::Display for BuildError {
             Self::Placement(w) => write!(f, "{w}"),
             Self::Map(e) => write!(f, "stage 2: {e}"),
             Self::Uart(e) => write!(f, "{e}"),
+            Self::Kernel(e) => write!(f, "kernel: {e}"),
+            Self::Place(e) => write!(f, "{e}"),
+            Self::GuestDt(e) => write!(f, "guest device tree: {e:?}"),
         }
     }
 }
@@ -155,17 +168,6 @@ unsafe fn copy_in(dst: u64, src: u64, len: u64) {
         unsafe { core::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
     }
     crate::mmu::clean_inval_dcache(dst, dst + len);
-}
-
-fn read_u32(addr: u64) -> u32 {
-    // SAFETY: only called on module addresses inside host RAM, which the
-    // EL2 map covers; alignment is 4 at the offsets used.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
-}
-
-fn read_u64(addr: u64) -> u64 {
-    // SAFETY: as in `read_u32`.
-    unsafe { core::ptr::read_volatile(addr as *const u64) }
 }
 
 /// Builds domain `index` (VMID `index + 1`) from `cfg`, taking pCPUs from
@@ -235,82 +237,201 @@ pub fn build(
         s2.map(gicc.0, gicv.0, gicc.1.min(gicv.1), MemKind::Device)?;
     }
 
-    // Placement in bank 0: kernel at the start (plus text_offset for an
-    // arm64 Image), DTB at the top 2 MiB, ramdisk just below it.
-    let bank0 = cfg
-        .static_mem
-        .first()
-        .ok_or(BuildError::Placement("no RAM bank"))?;
-    let (b0, b0_end) = (bank0.start.0, bank0.start.0 + bank0.size);
-    let k = cfg.kernel.range;
-    let (kernel_at, kernel_span) = if k.size >= 64 && read_u32(k.start.0 + 0x38) == IMAGE_MAGIC {
-        let text_offset = read_u64(k.start.0 + 8);
-        let image_size = read_u64(k.start.0 + 16).max(k.size);
-        let base = (b0 + (2 << 20) - 1) & !((2 << 20) - 1);
-        (base + text_offset, image_size)
-    } else {
-        (b0, k.size)
-    };
-    if kernel_at + kernel_span > b0_end {
-        return Err(BuildError::Placement(
-            "the kernel does not fit in the first static-mem bank",
-        ));
-    }
-    let dtb_at = (b0_end.min(b0 + (512 << 20)) - DTB_MAX) & !(DTB_MAX - 1);
-    if dtb_at < kernel_at + kernel_span {
-        return Err(BuildError::Placement(
-            "no room for the DTB above the kernel in the first bank",
-        ));
-    }
-    // SAFETY: the destination is the domain's own RAM bank (checked not to
-    // overlap the hypervisor); the source is the boot module in host RAM.
-    unsafe { copy_in(kernel_at, k.start.0, k.size) };
-    // No guest device tree is generated yet (the domain builder will
-    // provide one): the boot vCPU gets x0 = 0.
-    let dtb = 0;
-    if let Some(r) = &cfg.ramdisk {
-        let at = (dtb_at - r.range.size) & !0xfff;
-        if at < kernel_at + kernel_span {
-            return Err(BuildError::Placement(
-                "the ramdisk does not fit between kernel and DTB",
-            ));
-        }
-        // SAFETY: as for the kernel.
-        unsafe { copy_in(at, r.range.start.0, r.range.size) };
-    }
-
-    let uart = if cfg.vpl011 {
+    let uart_cfg = if cfg.vpl011 {
         let (base, size, irq) = host.uart.ok_or(BuildError::Unsupported(
             "vpl011 needs a host console UART to take over",
         ))?;
         let irq = irq.ok_or(BuildError::Unsupported("the host UART has no interrupt"))?;
-        let config = Vpl011Config::direct_mapped(
-            tessel_addr::Range::new(tessel_addr::HostPhysAddr(base), size),
-            irq,
+        Some(
+            Vpl011Config::direct_mapped(
+                tessel_addr::Range::new(tessel_addr::HostPhysAddr(base), size),
+                irq,
+            )
+            .map_err(BuildError::Uart)?,
         )
-        .map_err(BuildError::Uart)?;
-        Some(DomainUart {
-            config,
-            dev: Vpl011::new(UartIrq::default()),
-            console: console.add_domain(&cfg.name),
-        })
     } else {
         None
     };
+
+    let banks: Vec<GuestRange> = cfg
+        .static_mem
+        .iter()
+        .map(|b| GuestRange::new(GuestPhysAddr::identity(b.start), b.size))
+        .collect();
+    let loaded = load_images(cfg, &banks)?;
+    let spec = guest_dt_spec(cfg, host, &banks, uart_cfg.as_ref(), loaded.initrd);
+    let dtb_bytes = spec
+        .generate_with_limit(loaded.dtb.size as usize)
+        .map_err(BuildError::GuestDt)?;
+    // SAFETY: the DTB slot is inside the domain's first bank (placement),
+    // which nothing else uses; the source is our own buffer.
+    unsafe {
+        copy_in(
+            loaded.dtb.start.0,
+            dtb_bytes.as_ptr() as u64,
+            dtb_bytes.len() as u64,
+        )
+    };
+    let entry = loaded.entry;
+    let dtb = loaded.dtb.start.0;
+    let kernel_range = loaded.kernel;
+    let initrd_range = loaded.initrd;
+
+    let uart = uart_cfg.map(|config| DomainUart {
+        config,
+        dev: Vpl011::new(UartIrq::default()),
+        console: console.add_domain(&cfg.name),
+    });
 
     Ok(Domain {
         name: cfg.name.clone(),
         vmid: (index + 1) as u16,
         s2,
         vcpu_pcpu,
-        entry: kernel_at,
+        entry,
         dtb,
+        kernel: kernel_range,
+        initrd: initrd_range,
+        dtb_size: dtb_bytes.len() as u64,
         rt: SpinLock::new(DomainRt {
             state: DomainState::default(),
             power: VcpuTable::new(cfg.cpus as usize),
             uart,
         }),
     })
+}
+
+/// Where the boot images ended up.
+struct Loaded {
+    kernel: GuestRange,
+    entry: u64,
+    dtb: GuestRange,
+    initrd: Option<GuestRange>,
+}
+
+/// A boot module's bytes in host RAM.
+fn module_bytes(range: tessel_addr::HostRange) -> &'static [u8] {
+    // SAFETY: tessel-config checked that boot modules lie in host RAM,
+    // which the EL2 identity map covers; modules are only read.
+    unsafe { core::slice::from_raw_parts(range.start.0 as *const u8, range.size as usize) }
+}
+
+/// Copies (and, for gzip, inflates) the kernel and copies the initrd into
+/// the first bank, following tessel-loader's placement rules. A module
+/// without an arm64 Image header is loaded as a raw binary at the start of
+/// the first bank (bare-metal test guests), with the DTB in the next 2 MiB
+/// slot after it.
+fn load_images(cfg: &DomainConfig, banks: &[GuestRange]) -> Result<Loaded, BuildError> {
+    let kernel = module_bytes(cfg.kernel.range);
+    let initrd_len = cfg.ramdisk.as_ref().map(|r| r.range.size);
+    let bank0 = *banks.first().ok_or(BuildError::Placement("no RAM bank"))?;
+    let overlaps_module = |dst: GuestRange, m: tessel_addr::HostRange| {
+        dst.start.0 < m.start.0 + m.size && m.start.0 < dst.start.0 + dst.size
+    };
+    let loaded = match tessel_loader::probe(kernel) {
+        Ok(info) => {
+            let p = tessel_loader::place(&tessel_loader::PlacementRequest {
+                banks,
+                kernel: &info.header,
+                kernel_len: info.len,
+                dtb_size: DTB_MAX,
+                initrd_len,
+            })
+            .map_err(BuildError::Place)?;
+            if overlaps_module(p.kernel, cfg.kernel.range) {
+                return Err(BuildError::Placement(
+                    "the kernel module lies where the kernel must be loaded; move the module",
+                ));
+            }
+            // SAFETY: the kernel footprint is inside the domain's bank and
+            // does not overlap the module (checked above).
+            let dst = unsafe {
+                core::slice::from_raw_parts_mut(p.kernel.start.0 as *mut u8, p.kernel.size as usize)
+            };
+            let n = tessel_loader::unpack_into(kernel, dst).map_err(BuildError::Kernel)?;
+            crate::mmu::clean_inval_dcache(p.kernel.start.0, p.kernel.start.0 + n as u64);
+            Loaded {
+                kernel: p.kernel,
+                entry: p.entry.0,
+                dtb: p.dtb,
+                initrd: p.initrd,
+            }
+        }
+        Err(tessel_loader::LoaderError::Image(_)) => {
+            let k = GuestRange::new(bank0.start, cfg.kernel.range.size);
+            let dtb_at = (k.start.0 + k.size + DTB_MAX - 1) & !(DTB_MAX - 1);
+            let dtb = GuestRange::new(GuestPhysAddr(dtb_at), DTB_MAX);
+            let initrd =
+                initrd_len.map(|len| GuestRange::new(GuestPhysAddr(dtb_at + DTB_MAX), len));
+            let end = initrd.map_or(dtb_at + DTB_MAX, |r| r.start.0 + r.size);
+            if end > bank0.start.0 + bank0.size {
+                return Err(BuildError::Placement(
+                    "the raw kernel, DTB and initrd do not fit in the first static-mem bank",
+                ));
+            }
+            // SAFETY: the destination is the domain's own bank, checked not
+            // to overlap the hypervisor; `copy` tolerates overlap.
+            unsafe { copy_in(k.start.0, cfg.kernel.range.start.0, k.size) };
+            Loaded {
+                kernel: k,
+                entry: k.start.0,
+                dtb,
+                initrd,
+            }
+        }
+        Err(e) => return Err(BuildError::Kernel(e)),
+    };
+    if let (Some(r), Some(dst)) = (&cfg.ramdisk, loaded.initrd) {
+        // SAFETY: the placement put the initrd inside the first bank.
+        unsafe { copy_in(dst.start.0, r.range.start.0, r.range.size) };
+    }
+    Ok(loaded)
+}
+
+/// The guest device tree of a direct-mapped domain: the host's GIC frames,
+/// UART address and SPI, the domain's banks and vCPU MPIDRs.
+fn guest_dt_spec<'a>(
+    cfg: &'a DomainConfig,
+    host: &HostFacts,
+    banks: &[GuestRange],
+    uart: Option<&Vpl011Config>,
+    initrd: Option<GuestRange>,
+) -> tessel_guestdt::GuestDtSpec<'a> {
+    use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartKind, UartSpec};
+    let n = cfg.cpus as usize;
+    let gic = match host.gic.version {
+        crate::hostdt::GicVersion::V2 => GicSpec::V2 {
+            gicd: GuestPhysAddr(host.gic.dist.0),
+            gicc: GuestPhysAddr(host.gic.cpu_or_redist.0),
+        },
+        crate::hostdt::GicVersion::V3 => GicSpec::V3 {
+            gicd: GuestPhysAddr(host.gic.dist.0),
+            redistributors: alloc::vec![GuestRange::new(
+                GuestPhysAddr(host.gic.cpu_or_redist.0),
+                tessel_guestdt::GICV3_GICR_STRIDE * n as u64,
+            )],
+        },
+    };
+    GuestDtSpec {
+        cpus: (0..n).map(tessel_trap::psci::vcpu_mpidr).collect(),
+        cpu_compatible: String::from("arm,armv8"),
+        memory: banks.to_vec(),
+        gic,
+        timer: TimerSpec::default(),
+        vpl011: uart.map(|u| UartSpec {
+            base: u.base,
+            size: tessel_addr::PAGE_SIZE,
+            spi: u.spi,
+            kind: UartKind::SbsaUart,
+            current_speed: 115_200,
+        }),
+        chosen: ChosenSpec {
+            bootargs: cfg.bootargs().map(String::from),
+            stdout_path: None,
+            initrd,
+        },
+        partial_dtb: cfg.device_tree.as_ref().map(|d| module_bytes(d.range)),
+    }
 }
 
 /// Builds every domain of `boot`, reporting the refused ones.
@@ -347,7 +468,14 @@ fn report(d: &Domain, cfg: &DomainConfig) {
     for (v, p) in d.vcpu_pcpu.iter().enumerate() {
         println!("  vCPU{v} on pCPU{p}");
     }
-    println!("  kernel {} -> entry {:#x}", cfg.kernel.range, d.entry);
+    println!(
+        "  kernel {} loaded at {}, entry {:#x}",
+        cfg.kernel.range, d.kernel, d.entry
+    );
+    if let Some(r) = d.initrd {
+        println!("  initrd at {r}");
+    }
+    println!("  device tree at {:#x} ({} bytes)", d.dtb, d.dtb_size);
     if let Some(u) = &d.rt.lock().uart {
         println!("  vpl011 at {} SPI {}", u.config.range(), u.config.spi);
     }
