@@ -6,12 +6,13 @@
 
 use crate::boot::MAX_CPUS;
 use crate::println;
-use crate::s2::{MapError, MemKind, Stage2};
+use crate::s2::{DomainStage2, HeapTables, HwTlb};
 use crate::sync::SpinLock;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{BootConfig, DomainConfig};
+use tessel_stage2::{Attrs, MapError, Stage2Config};
 use tessel_trap::{DomainState, VcpuTable};
 use tessel_vpl011::console::ConsoleId;
 use tessel_vpl011::{IrqLine, Vpl011, Vpl011Config};
@@ -59,7 +60,11 @@ pub struct Domain {
     /// Stage-2 VMID.
     pub vmid: u16,
     /// Stage-2 tables.
-    pub s2: Stage2,
+    pub s2: DomainStage2,
+    /// VTTBR_EL2 value (tables and VMID).
+    pub vttbr: u64,
+    /// VTCR_EL2 value.
+    pub vtcr: u64,
     /// pCPU of each vCPU.
     pub vcpu_pcpu: Vec<usize>,
     /// Boot vCPU entry point (guest physical).
@@ -101,6 +106,8 @@ pub enum BuildError {
     Map(MapError),
     /// vPL011 set-up failed.
     Uart(tessel_vpl011::ConfigError),
+    /// No VMID left for this domain.
+    Vmid(tessel_stage2::ConfigError),
     /// The kernel module is not a loadable arm64 Image.
     Kernel(tessel_loader::LoaderError),
     /// Kernel, DTB and initrd do not fit.
@@ -124,6 +131,7 @@ impl core::fmt::Display for BuildError {
             Self::Placement(w) => write!(f, "{w}"),
             Self::Map(e) => write!(f, "stage 2: {e}"),
             Self::Uart(e) => write!(f, "{e}"),
+            Self::Vmid(e) => write!(f, "{e}"),
             Self::Kernel(e) => write!(f, "kernel: {e}"),
             Self::Place(e) => write!(f, "{e}"),
             Self::GuestDt(e) => write!(f, "guest device tree: {e:?}"),
@@ -149,6 +157,8 @@ pub struct HostFacts {
     pub uart: Option<(u64, u64, Option<u32>)>,
     /// Number of online pCPUs.
     pub pcpus: usize,
+    /// Stage-2 layout for this CPU.
+    pub s2: Stage2Config,
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -226,16 +236,22 @@ pub fn build(
         }
     }
 
-    let mut s2 = Stage2::new()?;
+    let mut s2 = DomainStage2::new(host.s2, HeapTables, HwTlb)?;
     for b in &cfg.static_mem {
-        s2.map(b.start.0, b.start.0, b.size, MemKind::Ram)?;
+        s2.identity_map(*b, Attrs::RAM)?;
     }
     // GICv2: the guest's GICC is the host GICV (same address as the host
     // GICC for a direct-mapped domain).
     if let (Some(gicv), crate::hostdt::GicVersion::V2) = (host.gic.gicv, host.gic.version) {
         let gicc = host.gic.cpu_or_redist;
-        s2.map(gicc.0, gicv.0, gicc.1.min(gicv.1), MemKind::Device)?;
+        s2.map(
+            GuestRange::new(GuestPhysAddr(gicc.0), gicc.1.min(gicv.1)),
+            tessel_addr::HostPhysAddr(gicv.0),
+            Attrs::DEVICE,
+        )?;
     }
+    let vmid = (index + 1) as u16;
+    let vttbr = s2.vttbr(vmid).map_err(BuildError::Vmid)?;
 
     let uart_cfg = if cfg.vpl011 {
         let (base, size, irq) = host.uart.ok_or(BuildError::Unsupported(
@@ -285,8 +301,10 @@ pub fn build(
 
     Ok(Domain {
         name: cfg.name.clone(),
-        vmid: (index + 1) as u16,
+        vmid,
         s2,
+        vttbr,
+        vtcr: host.s2.vtcr(),
         vcpu_pcpu,
         entry,
         dtb,
@@ -461,7 +479,12 @@ pub fn build_all(
 }
 
 fn report(d: &Domain, cfg: &DomainConfig) {
-    println!("domain {} (VMID {}), direct-mapped:", d.name, d.vmid);
+    println!(
+        "domain {} (VMID {}), direct-mapped, {} stage-2 tables:",
+        d.name,
+        d.vmid,
+        d.s2.table_count()
+    );
     for b in &cfg.static_mem {
         println!("  memory {}", b);
     }

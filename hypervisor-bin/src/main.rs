@@ -272,6 +272,13 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
     let Some(gic) = info.gic else {
         psci::system_off()
     };
+    let s2 = match s2::config() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("fatal: stage 2: {e}");
+            psci::system_off();
+        }
+    };
     let host = domain::HostFacts {
         image: (
             &raw const __image_start as u64,
@@ -281,6 +288,7 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
         gic,
         uart: info.uart,
         pcpus: online,
+        s2,
     };
     let mut mux = tessel_vpl011::console::Console::new();
     let domains = domain::build_all(&boot, &host, &mut mux);

@@ -135,7 +135,7 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
     // only the domain's memory and devices.
     unsafe {
         asm!("msr daifset, #2", options(nomem, nostack));
-        s2::activate(dom.s2.root_pa(), dom.vmid);
+        s2::activate(dom.vtcr, dom.vttbr);
         asm!(
             "msr vpidr_el2, {midr}",
             "msr vmpidr_el2, {vmpidr}",
