@@ -1,0 +1,331 @@
+//! The classic model, after Xen's `vgic.c`: configuration in ranks of 32
+//! interrupts, dynamic state in `pending_irq`-like records with status
+//! bits, and per vCPU an `inflight` list kept in delivery order at insertion
+//! time plus an `lr_pending` queue of interrupts that found no free list
+//! register.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use bitflags::bitflags;
+
+use crate::emu::Emulator;
+use crate::state::{Backend, IrqState, order_key};
+use crate::{NR_PRIVATE, PPI_BASE};
+
+/// A domain vGIC using the classic model.
+pub type ClassicVgic = Emulator<Classic>;
+
+/// Configuration of 32 consecutive interrupts (Xen's `vgic_irq_rank`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Rank {
+    /// Enable bits, one per interrupt.
+    ienable: u32,
+    /// `ICFGR` images: bit `2n+1` set = edge.
+    icfg: [u32; 2],
+    /// Priorities.
+    priority: [u8; 32],
+    /// Raw routing values (`ITARGETSR` byte or `IROUTER`).
+    route: [u64; 32],
+    /// Resolved target vCPU per interrupt.
+    target: [Option<u16>; 32],
+}
+
+impl Default for Rank {
+    fn default() -> Self {
+        Self {
+            ienable: 0,
+            icfg: [0; 2],
+            priority: [0; 32],
+            route: [0; 32],
+            target: [None; 32],
+        }
+    }
+}
+
+bitflags! {
+    /// Dynamic status bits of an interrupt (after Xen's `GIC_IRQ_GUEST_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    struct Status: u8 {
+        /// Pending latch set.
+        const QUEUED = 1 << 0;
+        /// Active in the guest.
+        const ACTIVE = 1 << 1;
+        /// Held in a list register.
+        const VISIBLE = 1 << 2;
+        /// Level-sensitive line asserted.
+        const LINE = 1 << 3;
+        /// Re-triggered while visible.
+        const RELATCHED = 1 << 4;
+        /// Changed by software while visible.
+        const DIRTY = 1 << 5;
+    }
+}
+
+/// Dynamic state of one interrupt (Xen's `pending_irq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+struct PendingIrq {
+    status: Status,
+    hw: Option<u32>,
+    sgi_sources: u8,
+    lr_source: u8,
+    /// The vCPU whose inflight list holds it.
+    inflight_on: Option<u16>,
+}
+
+/// Banked interrupts and queues of one vCPU.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct VcpuState {
+    rank: Rank,
+    pending: [PendingIrq; 32],
+    /// Every pending or active interrupt of the vCPU, in delivery order.
+    inflight: Vec<u32>,
+    /// The tail of `inflight` that found no list register at the last flush.
+    lr_pending: Vec<u32>,
+}
+
+/// Storage of the classic model.
+#[derive(Clone, Debug)]
+pub struct Classic {
+    v2: bool,
+    vcpus: Vec<VcpuState>,
+    shared_ranks: Vec<Rank>,
+    shared: Vec<PendingIrq>,
+}
+
+impl Classic {
+    fn parts(&self, vcpu: usize, intid: u32) -> Option<(&Rank, &PendingIrq)> {
+        let i = (intid % 32) as usize;
+        if intid < NR_PRIVATE {
+            let c = self.vcpus.get(vcpu)?;
+            Some((&c.rank, c.pending.get(i)?))
+        } else {
+            let r = self.shared_ranks.get((intid / 32 - 1) as usize)?;
+            Some((r, self.shared.get((intid - NR_PRIVATE) as usize)?))
+        }
+    }
+
+    fn parts_mut(&mut self, vcpu: usize, intid: u32) -> Option<(&mut Rank, &mut PendingIrq)> {
+        let i = (intid % 32) as usize;
+        if intid < NR_PRIVATE {
+            let c = self.vcpus.get_mut(vcpu)?;
+            Some((&mut c.rank, c.pending.get_mut(i)?))
+        } else {
+            let r = self.shared_ranks.get_mut((intid / 32 - 1) as usize)?;
+            Some((r, self.shared.get_mut((intid - NR_PRIVATE) as usize)?))
+        }
+    }
+
+    fn remove_from(&mut self, on: usize, intid: u32) {
+        if let Some(c) = self.vcpus.get_mut(on) {
+            c.inflight.retain(|i| *i != intid);
+            c.lr_pending.retain(|i| *i != intid);
+        }
+    }
+
+    /// Inserts `intid` into `on`'s inflight list at its place in delivery
+    /// order (Xen inserts by priority at injection time).
+    fn insert_sorted(&mut self, on: usize, intid: u32) {
+        let key = order_key(&self.load(on, intid), intid);
+        let pos = {
+            let Some(c) = self.vcpus.get(on) else { return };
+            c.inflight
+                .iter()
+                .position(|&o| order_key(&self.load(on, o), o) > key)
+                .unwrap_or(c.inflight.len())
+        };
+        if let Some(c) = self.vcpus.get_mut(on) {
+            c.inflight.insert(pos, intid);
+        }
+    }
+}
+
+impl Backend for Classic {
+    fn create(nr_vcpus: usize, nr_spis: usize, v2: bool) -> Self {
+        Self {
+            v2,
+            vcpus: vec![
+                VcpuState {
+                    rank: Rank::default(),
+                    pending: [PendingIrq::default(); 32],
+                    inflight: Vec::new(),
+                    lr_pending: Vec::new(),
+                };
+                nr_vcpus
+            ],
+            shared_ranks: vec![Rank::default(); nr_spis / 32],
+            shared: vec![PendingIrq::default(); nr_spis],
+        }
+    }
+
+    fn load(&self, vcpu: usize, intid: u32) -> IrqState {
+        let Some((r, p)) = self.parts(vcpu, intid) else {
+            return IrqState::default();
+        };
+        let i = (intid % 32) as usize;
+        let word = r.icfg.get(i / 16).copied().unwrap_or(0);
+        IrqState {
+            enabled: r.ienable & (1 << i) != 0,
+            pending_latch: p.status.contains(Status::QUEUED),
+            line_level: p.status.contains(Status::LINE),
+            active: p.status.contains(Status::ACTIVE),
+            edge: word & (2 << ((i % 16) * 2)) != 0,
+            priority: r.priority.get(i).copied().unwrap_or(0),
+            hw: p.hw,
+            route: r.route.get(i).copied().unwrap_or(0),
+            target: r.target.get(i).copied().flatten(),
+            sgi_sources: p.sgi_sources,
+            lr_source: p.lr_source,
+            in_lr: p.status.contains(Status::VISIBLE),
+            relatched: p.status.contains(Status::RELATCHED),
+            sw_dirty: p.status.contains(Status::DIRTY),
+        }
+    }
+
+    fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
+        let old_key = order_key(&self.load(vcpu, intid), intid);
+        let v2_sgi = self.v2 && intid < PPI_BASE;
+        let Some((r, p)) = self.parts_mut(vcpu, intid) else {
+            return;
+        };
+        let i = (intid % 32) as usize;
+        if st.enabled {
+            r.ienable |= 1 << i;
+        } else {
+            r.ienable &= !(1 << i);
+        }
+        if let Some(w) = r.icfg.get_mut(i / 16) {
+            let bit = 2 << ((i % 16) * 2);
+            if st.edge {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+        if let Some(x) = r.priority.get_mut(i) {
+            *x = st.priority;
+        }
+        if let Some(x) = r.route.get_mut(i) {
+            *x = st.route;
+        }
+        if let Some(x) = r.target.get_mut(i) {
+            *x = st.target;
+        }
+        let mut s = Status::empty();
+        s.set(Status::QUEUED, st.pending_latch);
+        s.set(Status::ACTIVE, st.active);
+        s.set(Status::VISIBLE, st.in_lr);
+        s.set(Status::LINE, st.line_level);
+        s.set(Status::RELATCHED, st.relatched);
+        s.set(Status::DIRTY, st.sw_dirty);
+        p.status = s;
+        p.hw = st.hw;
+        p.sgi_sources = st.sgi_sources;
+        p.lr_source = st.lr_source;
+        let cur = p.inflight_on.map(usize::from);
+
+        // Queue maintenance.
+        let owner = if intid < NR_PRIVATE {
+            Some(vcpu)
+        } else {
+            st.target.map(usize::from)
+        };
+        let want = st.wants_queue(v2_sgi);
+        let pinned = st.in_lr || (st.active && cur.is_some());
+        let dest = match (cur, want) {
+            (Some(c), _) if pinned => Some(c),
+            (_, true) => owner,
+            (_, false) => None,
+        };
+        if cur == dest && order_key(&st, intid) == old_key {
+            return;
+        }
+        if let Some(c) = cur {
+            self.remove_from(c, intid);
+        }
+        if let Some((_, p)) = self.parts_mut(vcpu, intid) {
+            p.inflight_on = dest.and_then(|d| u16::try_from(d).ok());
+        }
+        if let Some(d) = dest {
+            self.insert_sorted(d, intid);
+        }
+    }
+
+    fn queued(&mut self, vcpu: usize, out: &mut Vec<u32>) {
+        if let Some(c) = self.vcpus.get(vcpu) {
+            out.extend_from_slice(&c.inflight);
+        }
+    }
+
+    fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32)) {
+        if let Some(c) = self.vcpus.get(vcpu) {
+            c.inflight.iter().for_each(|i| f(*i));
+        }
+    }
+
+    fn set_overflow(&mut self, vcpu: usize, intids: &[u32]) {
+        if let Some(c) = self.vcpus.get_mut(vcpu) {
+            c.lr_pending.clear();
+            c.lr_pending.extend_from_slice(intids);
+        }
+    }
+
+    fn overflow_len(&self, vcpu: usize) -> usize {
+        self.vcpus.get(vcpu).map_or(0, |c| c.lr_pending.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflight_stays_in_priority_order() {
+        let mut c = Classic::create(1, 32, false);
+        for (intid, prio) in [(40u32, 0x80u8), (33, 0x20), (50, 0x80), (34, 0xF0)] {
+            let st = IrqState {
+                pending_latch: true,
+                priority: prio,
+                target: Some(0),
+                ..IrqState::default()
+            };
+            c.store(0, intid, st);
+        }
+        let mut out = Vec::new();
+        c.queued(0, &mut out);
+        assert_eq!(out, [33, 40, 50, 34]);
+        // Raising 34's priority moves it to the front.
+        let mut st = c.load(0, 34);
+        st.priority = 0;
+        c.store(0, 34, st);
+        out.clear();
+        c.queued(0, &mut out);
+        assert_eq!(out, [34, 33, 40, 50]);
+        // Clearing pending removes it.
+        let mut st = c.load(0, 40);
+        st.pending_latch = false;
+        c.store(0, 40, st);
+        out.clear();
+        c.queued(0, &mut out);
+        assert_eq!(out, [34, 33, 50]);
+    }
+
+    #[test]
+    fn rank_fields_roundtrip() {
+        let mut c = Classic::create(2, 64, true);
+        let st = IrqState {
+            enabled: true,
+            edge: true,
+            priority: 0xA8,
+            route: 2,
+            target: Some(1),
+            ..IrqState::default()
+        };
+        c.store(1, 77, st);
+        assert_eq!(c.load(0, 77), st);
+        assert_eq!(c.load(1, 77), st);
+        // Out-of-range INTIDs neither panic nor store.
+        c.store(0, 5000, st);
+        assert_eq!(c.load(0, 5000), IrqState::default());
+    }
+}

@@ -1,0 +1,1149 @@
+//! Register decode and the entry/exit protocol, generic over a
+//! [`Backend`] that stores the interrupt state.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::hash::{Hash, Hasher};
+
+use tessel_addr::{AccessSize, Address, GuestPhysAddr};
+
+use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicConfig, VgicLayout};
+use crate::lr::{ListRegisters, LrState, LrStatus};
+use crate::regs::*;
+use crate::state::{Backend, IrqState};
+use crate::{
+    GicVersion, Kicks, MmioRegion, NR_PRIVATE, PPI_BASE, SPI_BASE, SgiRegister, VcpuId, VgicError,
+    VirtualGic,
+};
+
+/// Most list registers a vCPU interface can have (GICv2: 64; GICv3: 16).
+pub const MAX_LRS: usize = 64;
+
+/// One list register as filled by the last flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Slot {
+    intid: u32,
+    wrote_pending: bool,
+}
+
+/// A domain's virtual GIC: register emulation over a state model `B`.
+#[derive(Clone, Debug)]
+pub struct Emulator<B: Backend> {
+    cfg: VgicConfig,
+    regions: Vec<MmioRegion>,
+    ctlr: u32,
+    processor_sleep: Vec<bool>,
+    slots: Vec<Vec<Option<Slot>>>,
+    backend: B,
+    scratch: Vec<u32>,
+    overflow: Vec<u32>,
+}
+
+/// Which interrupts a distributor-layout frame addresses.
+#[derive(Clone, Copy)]
+struct Bank {
+    /// vCPU whose SGIs/PPIs the frame shows; `None`: INTIDs 0-31 RAZ/WI.
+    private: Option<usize>,
+    /// Whether SPIs are visible (distributor) or not (GICR SGI frame).
+    shared: bool,
+    /// The vCPU making the access.
+    accessor: usize,
+}
+
+/// Per-interrupt fields of the distributor layout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Group,
+    SetEnable,
+    ClearEnable,
+    SetPending,
+    ClearPending,
+    SetActive,
+    ClearActive,
+    Priority,
+    Targets,
+    Config,
+}
+
+impl Field {
+    const fn bits(self) -> u64 {
+        match self {
+            Self::Priority | Self::Targets => 8,
+            Self::Config => 2,
+            _ => 1,
+        }
+    }
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Group => "IGROUPR",
+            Self::SetEnable => "ISENABLER",
+            Self::ClearEnable => "ICENABLER",
+            Self::SetPending => "ISPENDR",
+            Self::ClearPending => "ICPENDR",
+            Self::SetActive => "ISACTIVER",
+            Self::ClearActive => "ICACTIVER",
+            Self::Priority => "IPRIORITYR",
+            Self::Targets => "ITARGETSR",
+            Self::Config => "ICFGR",
+        }
+    }
+}
+
+/// The per-interrupt register ranges of the distributor layout, shared by
+/// GICD and the GICR `SGI_base` frame.
+const FIELD_RANGES: [(u64, u64, Field); 10] = [
+    (GICD_IGROUPR, 0x80, Field::Group),
+    (GICD_ISENABLER, 0x80, Field::SetEnable),
+    (GICD_ICENABLER, 0x80, Field::ClearEnable),
+    (GICD_ISPENDR, 0x80, Field::SetPending),
+    (GICD_ICPENDR, 0x80, Field::ClearPending),
+    (GICD_ISACTIVER, 0x80, Field::SetActive),
+    (GICD_ICACTIVER, 0x80, Field::ClearActive),
+    (GICD_IPRIORITYR, 0x400, Field::Priority),
+    (GICD_ITARGETSR, 0x400, Field::Targets),
+    (GICD_ICFGR, 0x100, Field::Config),
+];
+
+/// Where an MMIO access lands.
+enum Frame {
+    Dist(u64),
+    /// RD_base of a vCPU (or of an unused frame: `None`), whether it is
+    /// the last frame (`GICR_TYPER.Last`), and the offset.
+    Rd(Option<usize>, bool, u64),
+    Sgi(Option<usize>, u64),
+}
+
+fn bad(register: &'static str, offset: u64, size: AccessSize) -> VgicError {
+    VgicError::BadAccess {
+        register,
+        offset,
+        size,
+    }
+}
+
+fn aff_of(mpidr: u64) -> u64 {
+    mpidr & MPIDR_AFF_MASK
+}
+
+/// FNV-1a, enough for a state digest.
+struct Fnv(u64);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+impl<B: Backend> Emulator<B> {
+    /// Builds the vGIC from a configuration (validated here).
+    pub fn new(config: VgicConfig) -> Result<Self, VgicError> {
+        let cfg = config.validated()?;
+        let v2 = cfg.version == GicVersion::V2;
+        let mut backend = B::create(cfg.nr_vcpus, cfg.nr_spis, v2);
+        for v in 0..cfg.nr_vcpus {
+            for intid in 0..NR_PRIVATE {
+                let st = IrqState {
+                    // SGIs are enabled and edge-triggered out of reset, PPIs
+                    // level-sensitive and disabled (as Xen/KVM do).
+                    enabled: intid < PPI_BASE,
+                    edge: intid < PPI_BASE,
+                    target: u16::try_from(v).ok(),
+                    route: 1 << v,
+                    ..IrqState::default()
+                };
+                backend.store(v, intid, st);
+            }
+        }
+        let mut me = Self {
+            regions: cfg.regions(),
+            ctlr: 0,
+            processor_sleep: vec![true; cfg.nr_vcpus],
+            slots: vec![Vec::new(); cfg.nr_vcpus],
+            backend,
+            scratch: Vec::new(),
+            overflow: Vec::new(),
+            cfg,
+        };
+        for intid in SPI_BASE..me.max_intid() {
+            // SPIs: level, disabled, routed to vCPU 0 (ITARGETSR 0x01 /
+            // IROUTER affinity of vCPU 0).
+            let route = if v2 { 1 } else { aff_of(me.mpidr(0)) };
+            let st = IrqState {
+                route,
+                target: Some(0),
+                ..IrqState::default()
+            };
+            me.backend.store(0, intid, st);
+        }
+        Ok(me)
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &VgicConfig {
+        &self.cfg
+    }
+
+    /// The interrupt state of `intid` as seen from `vcpu` (for tests,
+    /// debugging and snapshots).
+    pub fn irq_state(&self, vcpu: VcpuId, intid: u32) -> Result<IrqState, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(intid)?;
+        Ok(self.backend.load(v, intid))
+    }
+
+    /// Interrupts waiting for a list register on `vcpu` after the last flush.
+    pub fn overflow_len(&self, vcpu: VcpuId) -> usize {
+        self.backend.overflow_len(vcpu.0)
+    }
+
+    fn v2(&self) -> bool {
+        self.cfg.version == GicVersion::V2
+    }
+
+    fn max_intid(&self) -> u32 {
+        SPI_BASE + self.cfg.nr_spis as u32
+    }
+
+    fn mpidr(&self, v: usize) -> u64 {
+        self.cfg.vcpu_mpidr.get(v).copied().unwrap_or(0)
+    }
+
+    fn is_v2_sgi(&self, intid: u32) -> bool {
+        self.v2() && intid < PPI_BASE
+    }
+
+    fn check_vcpu(&self, vcpu: VcpuId) -> Result<usize, VgicError> {
+        if vcpu.0 < self.cfg.nr_vcpus {
+            Ok(vcpu.0)
+        } else {
+            Err(VgicError::InvalidVcpu {
+                vcpu,
+                nr_vcpus: self.cfg.nr_vcpus,
+            })
+        }
+    }
+
+    fn check_intid(&self, intid: u32) -> Result<(), VgicError> {
+        if intid < self.max_intid() {
+            Ok(())
+        } else {
+            Err(VgicError::InvalidIntid {
+                intid,
+                reason: "beyond the domain's SPIs",
+            })
+        }
+    }
+
+    fn dist_enabled(&self) -> bool {
+        if self.v2() {
+            self.ctlr & CTLR_ENABLE_G0 != 0
+        } else {
+            self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1) != 0
+        }
+    }
+
+    fn deliverable(&self, st: &IrqState, intid: u32) -> bool {
+        st.enabled && st.is_pending(self.is_v2_sgi(intid)) && st.target.is_some()
+    }
+
+    fn owner(&self, v: usize, intid: u32, st: &IrqState) -> Option<VcpuId> {
+        if intid < NR_PRIVATE {
+            Some(VcpuId(v))
+        } else {
+            st.target.map(|t| VcpuId(usize::from(t)))
+        }
+    }
+
+    /// Applies `f` to an interrupt's state on behalf of software (a register
+    /// write or an injection) and reports whom to kick.
+    fn modify(&mut self, v: usize, intid: u32, f: impl FnOnce(&mut IrqState)) -> Option<VcpuId> {
+        let old = self.backend.load(v, intid);
+        let mut st = old;
+        f(&mut st);
+        if st == old {
+            return None;
+        }
+        let was = self.dist_enabled() && self.deliverable(&old, intid);
+        let now = self.dist_enabled() && self.deliverable(&st, intid);
+        let resident_changed = old.in_lr
+            && (old.active != st.active
+                || old.sgi_sources != st.sgi_sources
+                || old.pending_latch != st.pending_latch
+                || old.enabled != st.enabled
+                || old.priority != st.priority);
+        // Software clearing pending or changing active while the interrupt
+        // sits in a list register overrides that list register at sync;
+        // new pending events are carried by `relatched` instead.
+        if old.in_lr
+            && (old.active != st.active
+                || (old.pending_latch && !st.pending_latch)
+                || old.sgi_sources & !st.sgi_sources != 0)
+        {
+            st.sw_dirty = true;
+        }
+        let owner = self.owner(v, intid, &st);
+        self.backend.store(v, intid, st);
+        if (now && !was) || resident_changed {
+            owner
+        } else {
+            None
+        }
+    }
+
+    fn locate(&self, gpa: GuestPhysAddr) -> Result<Frame, VgicError> {
+        let d = self.cfg.layout.distributor();
+        if let Some(off) = gpa.offset_from(d.start).filter(|o| *o < d.size) {
+            return Ok(Frame::Dist(off));
+        }
+        if let VgicLayout::V3 { redists, .. } = &self.cfg.layout {
+            for r in redists {
+                if let Some(off) = gpa.offset_from(r.range.start).filter(|o| *o < r.range.size) {
+                    let frame = usize::try_from(off / V3_GICR_STRIDE).unwrap_or(usize::MAX);
+                    let within = off % V3_GICR_STRIDE;
+                    let vcpu = (frame < r.nr_frames)
+                        .then(|| r.first_vcpu + frame)
+                        .filter(|v| *v < self.cfg.nr_vcpus);
+                    let last = frame + 1 == r.nr_frames || vcpu == Some(self.cfg.nr_vcpus - 1);
+                    return Ok(if within >= GICR_SGI_BASE {
+                        Frame::Sgi(vcpu, within - GICR_SGI_BASE)
+                    } else {
+                        Frame::Rd(vcpu, last, within)
+                    });
+                }
+            }
+        }
+        Err(VgicError::Unmapped { gpa })
+    }
+
+    fn check_align(off: u64, size: AccessSize) -> Result<(), VgicError> {
+        if off % size.bytes() != 0 {
+            Err(bad("unaligned", off, size))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Width rule for reserved and RAZ/WI locations: byte or word, plus
+    /// doubleword on GICv3 (halfword accesses are never supported).
+    fn reserved_ok(&self, off: u64, size: AccessSize) -> Result<(), VgicError> {
+        match size {
+            AccessSize::Byte | AccessSize::Word => Ok(()),
+            AccessSize::Double if !self.v2() => Ok(()),
+            _ => Err(bad("reserved", off, size)),
+        }
+    }
+
+    fn word_only(name: &'static str, off: u64, size: AccessSize) -> Result<(), VgicError> {
+        if size == AccessSize::Word {
+            Ok(())
+        } else {
+            Err(bad(name, off, size))
+        }
+    }
+
+    fn accessible(&self, bank: Bank, intid: u32) -> Option<usize> {
+        if intid < NR_PRIVATE {
+            bank.private
+        } else if bank.shared && intid < self.max_intid() {
+            Some(bank.accessor)
+        } else {
+            None
+        }
+    }
+
+    fn field_of(off: u64) -> Option<(Field, u64)> {
+        FIELD_RANGES
+            .iter()
+            .find(|(start, len, _)| off >= *start && off < start + len)
+            .map(|(start, _, f)| (*f, off - start))
+    }
+
+    /// Reads a distributor-layout frame (GICD, or the GICR SGI frame with
+    /// `bank.shared == false`).
+    fn dist_read(&self, bank: Bank, off: u64, size: AccessSize) -> Result<u64, VgicError> {
+        if let Some((field, rel)) = Self::field_of(off) {
+            let byte_ok = matches!(field, Field::Priority | Field::Targets);
+            let v3_targets = field == Field::Targets && !self.v2();
+            if v3_targets {
+                // ITARGETSR is RAZ/WI with affinity routing (IHI 0069H 12.9.36).
+                self.reserved_ok(off, size)?;
+                return Ok(0);
+            }
+            if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
+                return Err(bad(field.name(), off, size));
+            }
+            let bits = field.bits();
+            let first = (rel * 8 / bits) as u32;
+            let count = (size.bytes() * 8 / bits) as u32;
+            let mut val = 0u64;
+            for i in 0..count {
+                let intid = first + i;
+                let Some(v) = self.accessible(bank, intid) else {
+                    continue;
+                };
+                let st = self.backend.load(v, intid);
+                let f: u64 = match field {
+                    Field::Group => u64::from(!self.v2()),
+                    Field::SetEnable | Field::ClearEnable => u64::from(st.enabled),
+                    Field::SetPending | Field::ClearPending => {
+                        u64::from(st.is_pending(self.is_v2_sgi(intid)))
+                    }
+                    Field::SetActive | Field::ClearActive => u64::from(st.active),
+                    Field::Priority => u64::from(st.priority),
+                    Field::Targets => {
+                        if intid < NR_PRIVATE {
+                            // Read-only: the accessing CPU's own mask
+                            // (IHI 0048B 4.3.12).
+                            1u64 << bank.accessor
+                        } else {
+                            st.route & 0xFF
+                        }
+                    }
+                    Field::Config => {
+                        if st.edge {
+                            0b10
+                        } else {
+                            0
+                        }
+                    }
+                };
+                val |= f << (u64::from(i) * bits);
+            }
+            return Ok(val);
+        }
+        // Fixed registers.
+        let v2 = self.v2();
+        match off {
+            GICD_CTLR if bank.shared => {
+                Self::word_only("GICD_CTLR", off, size)?;
+                Ok(u64::from(if v2 {
+                    self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1)
+                } else {
+                    self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1) | CTLR_ARE_NS
+                }))
+            }
+            GICD_TYPER if bank.shared => {
+                Self::word_only("GICD_TYPER", off, size)?;
+                let lines = (self.cfg.nr_spis / 32) as u64;
+                Ok(if v2 {
+                    lines | ((self.cfg.nr_vcpus as u64 - 1) << 5)
+                } else {
+                    // CPUNumber is meaningless with ARE; IDbits = 10 bits
+                    // (value 9); A3V = 1 since Aff3 routing is handled.
+                    lines | ((self.cfg.nr_vcpus.min(8) as u64 - 1) << 5) | (9 << 19) | (1 << 24)
+                })
+            }
+            GICD_IIDR if bank.shared => {
+                Self::word_only("GICD_IIDR", off, size)?;
+                Ok(u64::from(IIDR_ARM))
+            }
+            GICD_SGIR if v2 => {
+                // Write-only; reads as zero.
+                Self::word_only("GICD_SGIR", off, size)?;
+                Ok(0)
+            }
+            GICD_CPENDSGIR..=0xF2F if v2 => {
+                if !matches!(size, AccessSize::Byte | AccessSize::Word) {
+                    return Err(bad("GICD_xPENDSGIR", off, size));
+                }
+                let sgi0 = (off - GICD_CPENDSGIR) % 16;
+                let mut val = 0u64;
+                for i in 0..size.bytes() {
+                    let st = self.backend.load(bank.accessor, (sgi0 + i) as u32);
+                    val |= u64::from(st.sgi_sources) << (8 * i);
+                }
+                Ok(val)
+            }
+            GICD_IROUTER..GICD_IROUTER_END if !v2 && bank.shared => {
+                let intid = ((off - GICD_IROUTER) / 8) as u32;
+                let high = off % 8 == 4;
+                if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
+                    return Err(bad("GICD_IROUTER", off, size));
+                }
+                if intid < SPI_BASE || intid >= self.max_intid() {
+                    return Ok(0);
+                }
+                let route = self.backend.load(0, intid).route;
+                Ok(match (size, high) {
+                    (AccessSize::Double, _) => route,
+                    (_, false) => route & 0xFFFF_FFFF,
+                    (_, true) => route >> 32,
+                })
+            }
+            GICD_PIDR2_V2 if v2 => {
+                Self::word_only("GICD_PIDR2", off, size)?;
+                Ok(u64::from((2 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
+            }
+            GICD_PIDR2_V3 if !v2 && bank.shared => {
+                Self::word_only("GICD_PIDR2", off, size)?;
+                Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
+            }
+            _ => {
+                // STATUSR, TYPER2, IGRPMODR, NSACR and every reserved or
+                // IMPLEMENTATION DEFINED location: RAZ/WI.
+                self.reserved_ok(off, size)?;
+                Ok(0)
+            }
+        }
+    }
+
+    fn dist_write(
+        &mut self,
+        bank: Bank,
+        off: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Kicks, VgicError> {
+        let mut kicks = Kicks::NONE;
+        let value = value & size.mask();
+        if let Some((field, rel)) = Self::field_of(off) {
+            let byte_ok = matches!(field, Field::Priority | Field::Targets);
+            if field == Field::Targets && !self.v2() {
+                self.reserved_ok(off, size)?;
+                return Ok(kicks);
+            }
+            if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
+                return Err(bad(field.name(), off, size));
+            }
+            let bits = field.bits();
+            let first = (rel * 8 / bits) as u32;
+            let count = (size.bytes() * 8 / bits) as u32;
+            let v2 = self.v2();
+            let vcpu_mask = if self.cfg.nr_vcpus >= 8 {
+                0xFF
+            } else {
+                (1u64 << self.cfg.nr_vcpus) - 1
+            };
+            for i in 0..count {
+                let intid = first + i;
+                let Some(v) = self.accessible(bank, intid) else {
+                    continue;
+                };
+                let f = (value >> (u64::from(i) * bits)) & ((1 << bits) - 1);
+                let v2_sgi = v2 && intid < PPI_BASE;
+                let k = match field {
+                    Field::Group => None,
+                    Field::SetEnable if f != 0 => self.modify(v, intid, |s| s.enabled = true),
+                    Field::ClearEnable if f != 0 => self.modify(v, intid, |s| s.enabled = false),
+                    // GICv2 SGI pending state is per source and set through
+                    // SPENDSGIR/CPENDSGIR; the ISPENDR0/ICPENDR0 bits are WI
+                    // (IHI 0048B 4.3.7).
+                    Field::SetPending if f != 0 && !v2_sgi => self.latch(v, intid),
+                    Field::ClearPending if f != 0 && !v2_sgi => {
+                        self.modify(v, intid, |s| s.pending_latch = false)
+                    }
+                    Field::SetActive if f != 0 => self.modify(v, intid, |s| s.active = true),
+                    Field::ClearActive if f != 0 => self.modify(v, intid, |s| s.active = false),
+                    Field::Priority => self.modify(v, intid, |s| s.priority = f as u8),
+                    Field::Targets if intid >= SPI_BASE => {
+                        let mask = f & vcpu_mask;
+                        let target = (mask != 0).then(|| mask.trailing_zeros() as u16);
+                        self.modify(v, intid, |s| {
+                            s.route = mask;
+                            s.target = target;
+                        })
+                    }
+                    // SGIs are always edge-triggered (ICFGR0 read-only);
+                    // PPIs and SPIs are programmable.
+                    Field::Config if intid >= PPI_BASE => {
+                        self.modify(v, intid, |s| s.edge = f & 0b10 != 0)
+                    }
+                    _ => None,
+                };
+                kicks.add_opt(k);
+            }
+            return Ok(kicks);
+        }
+        let v2 = self.v2();
+        match off {
+            GICD_CTLR if bank.shared => {
+                Self::word_only("GICD_CTLR", off, size)?;
+                let was = self.dist_enabled();
+                self.ctlr = (value as u32) & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1);
+                if !was && self.dist_enabled() {
+                    for v in 0..self.cfg.nr_vcpus {
+                        if self.has_deliverable(VcpuId(v)) {
+                            kicks.add(VcpuId(v));
+                        }
+                    }
+                }
+                Ok(kicks)
+            }
+            GICD_TYPER | GICD_IIDR if bank.shared => {
+                Self::word_only("GICD_TYPER/IIDR", off, size)?;
+                Ok(kicks)
+            }
+            GICD_SGIR if v2 => {
+                Self::word_only("GICD_SGIR", off, size)?;
+                let value = value as u32;
+                let intid = value & SGIR_INTID_MASK;
+                let list = (value >> SGIR_TARGETS_SHIFT) & 0xFF;
+                let all = (1u32 << self.cfg.nr_vcpus) - 1;
+                let me = 1u32 << bank.accessor;
+                let targets = match (value >> SGIR_FILTER_SHIFT) & 3 {
+                    0 => list & all,
+                    1 => all & !me,
+                    2 => me,
+                    _ => 0,
+                };
+                let src = bank.accessor;
+                for t in 0..self.cfg.nr_vcpus {
+                    if targets & (1 << t) != 0 {
+                        let k = self.modify(t, intid, |s| {
+                            if s.in_lr && s.lr_source as usize == src {
+                                s.relatched = true;
+                            }
+                            s.sgi_sources |= 1 << src;
+                        });
+                        kicks.add_opt(k);
+                    }
+                }
+                Ok(kicks)
+            }
+            GICD_CPENDSGIR..=0xF2F if v2 => {
+                if !matches!(size, AccessSize::Byte | AccessSize::Word) {
+                    return Err(bad("GICD_xPENDSGIR", off, size));
+                }
+                let set = off >= GICD_SPENDSGIR;
+                let sgi0 = (off - GICD_CPENDSGIR) % 16;
+                let valid = ((1u32 << self.cfg.nr_vcpus) - 1) as u8;
+                for i in 0..size.bytes() {
+                    let b = ((value >> (8 * i)) as u8) & valid;
+                    if b == 0 {
+                        continue;
+                    }
+                    let k = self.modify(bank.accessor, (sgi0 + i) as u32, |s| {
+                        if set {
+                            s.sgi_sources |= b;
+                        } else {
+                            s.sgi_sources &= !b;
+                        }
+                    });
+                    kicks.add_opt(k);
+                }
+                Ok(kicks)
+            }
+            GICD_IROUTER..GICD_IROUTER_END if !v2 && bank.shared => {
+                let intid = ((off - GICD_IROUTER) / 8) as u32;
+                let high = off % 8 == 4;
+                if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
+                    return Err(bad("GICD_IROUTER", off, size));
+                }
+                if intid < SPI_BASE || intid >= self.max_intid() {
+                    return Ok(kicks);
+                }
+                let old = self.backend.load(0, intid).route;
+                let new = match (size, high) {
+                    (AccessSize::Double, _) => value,
+                    (_, false) => (old & !0xFFFF_FFFF) | value,
+                    (_, true) => (old & 0xFFFF_FFFF) | (value << 32),
+                } & IROUTER_MASK;
+                let target = self.resolve_irouter(new);
+                kicks.add_opt(self.modify(0, intid, |s| {
+                    s.route = new;
+                    s.target = target;
+                }));
+                Ok(kicks)
+            }
+            _ => {
+                self.reserved_ok(off, size)?;
+                Ok(kicks)
+            }
+        }
+    }
+
+    /// The vCPU an `IROUTER` value selects. IRM = 1 ("any participating
+    /// PE") delivers to vCPU 0, a deterministic choice that keeps the
+    /// interrupt on one vCPU's list; an affinity naming no vCPU leaves the
+    /// SPI undelivered (it stays pending) until it is re-routed.
+    fn resolve_irouter(&self, route: u64) -> Option<u16> {
+        if route & IROUTER_IRM != 0 {
+            return Some(0);
+        }
+        let aff = route & MPIDR_AFF_MASK;
+        self.cfg
+            .vcpu_mpidr
+            .iter()
+            .position(|m| aff_of(*m) == aff)
+            .and_then(|v| u16::try_from(v).ok())
+    }
+
+    fn rd_read(
+        &self,
+        vcpu: Option<usize>,
+        last: bool,
+        off: u64,
+        size: AccessSize,
+    ) -> Result<u64, VgicError> {
+        let Some(v) = vcpu else {
+            self.reserved_ok(off, size)?;
+            return Ok(0);
+        };
+        let dword_ok = |base: u64| -> Result<bool, VgicError> {
+            match size {
+                AccessSize::Double if off == base => Ok(true),
+                AccessSize::Word => Ok(false),
+                _ => Err(bad("GICR 64-bit register", off, size)),
+            }
+        };
+        match off {
+            GICR_CTLR | GICR_STATUSR | GICR_SYNCR => {
+                Self::word_only("GICR_CTLR/STATUSR/SYNCR", off, size)?;
+                Ok(0)
+            }
+            GICR_IIDR => {
+                Self::word_only("GICR_IIDR", off, size)?;
+                Ok(u64::from(IIDR_ARM))
+            }
+            GICR_WAKER => {
+                Self::word_only("GICR_WAKER", off, size)?;
+                let sleep = self.processor_sleep.get(v).copied().unwrap_or(true);
+                Ok(if sleep {
+                    u64::from(WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP)
+                } else {
+                    0
+                })
+            }
+            0x8 | 0xC => {
+                let m = self.mpidr(v);
+                let aff = (m & 0xFF_FFFF) | ((m >> 8) & 0xFF00_0000);
+                let typer = (aff << GICR_TYPER_AFF_SHIFT)
+                    | ((v as u64 & 0xFFFF) << GICR_TYPER_PROCNUM_SHIFT)
+                    | if last { GICR_TYPER_LAST } else { 0 };
+                let base = GICR_TYPER;
+                Ok(if dword_ok(base)? {
+                    typer
+                } else if off == base {
+                    typer & 0xFFFF_FFFF
+                } else {
+                    typer >> 32
+                })
+            }
+            GICR_PROPBASER..0x80 | GICR_INVLPIR..0xA8 | GICR_INVALLR..0xB8 => {
+                let base = off & !7;
+                dword_ok(base)?;
+                Ok(0)
+            }
+            GICR_PIDR2 => {
+                Self::word_only("GICR_PIDR2", off, size)?;
+                Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
+            }
+            _ => {
+                self.reserved_ok(off, size)?;
+                Ok(0)
+            }
+        }
+    }
+
+    fn rd_write(
+        &mut self,
+        vcpu: Option<usize>,
+        off: u64,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Kicks, VgicError> {
+        match off {
+            GICR_WAKER if vcpu.is_some() => {
+                Self::word_only("GICR_WAKER", off, size)?;
+                if let Some(s) = vcpu.and_then(|v| self.processor_sleep.get_mut(v)) {
+                    *s = value & u64::from(WAKER_PROCESSOR_SLEEP) != 0;
+                }
+                Ok(Kicks::NONE)
+            }
+            // Read-only or RAZ/WI registers; check the width like a read.
+            _ => self.rd_read(vcpu, false, off, size).map(|_| Kicks::NONE),
+        }
+    }
+
+    fn sgi_frame_bank(vcpu: usize, accessor: usize) -> Bank {
+        Bank {
+            private: Some(vcpu),
+            shared: false,
+            accessor,
+        }
+    }
+
+    fn dist_bank(&self, accessor: usize) -> Bank {
+        Bank {
+            private: self.v2().then_some(accessor),
+            shared: true,
+            accessor,
+        }
+    }
+
+    /// Makes GICv3 SGI `intid` pending on `target`.
+    fn send_sgi(&mut self, target: usize, intid: u32) -> Option<VcpuId> {
+        self.latch(target, intid)
+    }
+
+    fn latch(&mut self, v: usize, intid: u32) -> Option<VcpuId> {
+        self.modify(v, intid, |s| {
+            if s.in_lr {
+                s.relatched = true;
+            }
+            s.pending_latch = true;
+        })
+    }
+}
+
+impl<B: Backend> VirtualGic for Emulator<B> {
+    fn version(&self) -> GicVersion {
+        self.cfg.version
+    }
+
+    fn nr_vcpus(&self) -> usize {
+        self.cfg.nr_vcpus
+    }
+
+    fn nr_spis(&self) -> usize {
+        self.cfg.nr_spis
+    }
+
+    fn regions(&self) -> &[MmioRegion] {
+        &self.regions
+    }
+
+    fn mmio_read(
+        &mut self,
+        vcpu: VcpuId,
+        gpa: GuestPhysAddr,
+        size: AccessSize,
+    ) -> Result<u64, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        match self.locate(gpa)? {
+            Frame::Dist(off) => {
+                Self::check_align(off, size)?;
+                self.dist_read(self.dist_bank(v), off, size)
+            }
+            Frame::Rd(t, last, off) => {
+                Self::check_align(off, size)?;
+                self.rd_read(t, last, off, size)
+            }
+            Frame::Sgi(t, off) => {
+                Self::check_align(off, size)?;
+                match t {
+                    Some(t) => self.dist_read(Self::sgi_frame_bank(t, v), off, size),
+                    None => self.reserved_ok(off, size).map(|_| 0),
+                }
+            }
+        }
+    }
+
+    fn mmio_write(
+        &mut self,
+        vcpu: VcpuId,
+        gpa: GuestPhysAddr,
+        size: AccessSize,
+        value: u64,
+    ) -> Result<Kicks, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        match self.locate(gpa)? {
+            Frame::Dist(off) => {
+                Self::check_align(off, size)?;
+                self.dist_write(self.dist_bank(v), off, size, value)
+            }
+            Frame::Rd(t, _, off) => {
+                Self::check_align(off, size)?;
+                self.rd_write(t, off, size, value)
+            }
+            Frame::Sgi(t, off) => {
+                Self::check_align(off, size)?;
+                match t {
+                    Some(t) => self.dist_write(Self::sgi_frame_bank(t, v), off, size, value),
+                    None => self.reserved_ok(off, size).map(|_| Kicks::NONE),
+                }
+            }
+        }
+    }
+
+    fn sysreg_sgi(
+        &mut self,
+        vcpu: VcpuId,
+        reg: SgiRegister,
+        value: u64,
+    ) -> Result<Kicks, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        if self.v2() {
+            return Err(VgicError::InvalidIntid {
+                intid: ((value >> SGI1R_INTID_SHIFT) & 0xF) as u32,
+                reason: "ICC_SGI*R_EL1 does not exist on a GICv2 domain",
+            });
+        }
+        let mut kicks = Kicks::NONE;
+        // Every interrupt is Non-secure Group 1: an SGI0R (Group 0) or
+        // ASGI1R (Secure Group 1) request matches no interrupt at the
+        // targets and is not forwarded (IHI 0069H 12.2.23, 12.2.1).
+        if reg != SgiRegister::Sgi1r {
+            return Ok(kicks);
+        }
+        let intid = ((value >> SGI1R_INTID_SHIFT) & 0xF) as u32;
+        if value & SGI1R_IRM != 0 {
+            for t in (0..self.cfg.nr_vcpus).filter(|t| *t != v) {
+                kicks.add_opt(self.send_sgi(t, intid));
+            }
+            return Ok(kicks);
+        }
+        let upper = (((value >> SGI1R_AFF3_SHIFT) & 0xFF) << 32)
+            | (((value >> SGI1R_AFF2_SHIFT) & 0xFF) << 16)
+            | (((value >> SGI1R_AFF1_SHIFT) & 0xFF) << 8);
+        let rs = (value >> SGI1R_RS_SHIFT) & 0xF;
+        let list = value & SGI1R_TARGETS_MASK;
+        for bit in 0..16u64 {
+            if list & (1 << bit) == 0 {
+                continue;
+            }
+            let aff0 = rs * 16 + bit;
+            if aff0 > 0xFF {
+                continue;
+            }
+            let want = upper | aff0;
+            if let Some(t) = self.cfg.vcpu_mpidr.iter().position(|m| aff_of(*m) == want) {
+                kicks.add_opt(self.send_sgi(t, intid));
+            }
+        }
+        Ok(kicks)
+    }
+
+    fn inject(&mut self, vcpu: VcpuId, intid: u32) -> Result<Option<VcpuId>, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(intid)?;
+        if self.is_v2_sgi(intid) {
+            let src = v;
+            return Ok(self.modify(v, intid, |s| {
+                if s.in_lr && usize::from(s.lr_source) == src {
+                    s.relatched = true;
+                }
+                s.sgi_sources |= 1 << src;
+            }));
+        }
+        Ok(self.latch(v, intid))
+    }
+
+    fn set_line(
+        &mut self,
+        vcpu: VcpuId,
+        intid: u32,
+        level: bool,
+    ) -> Result<Option<VcpuId>, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(intid)?;
+        if intid < PPI_BASE {
+            return Err(VgicError::InvalidIntid {
+                intid,
+                reason: "SGIs have no line",
+            });
+        }
+        let st = self.backend.load(v, intid);
+        if st.edge || st.hw.is_some() {
+            // Edge sources (and forwarded interrupts, whose level the
+            // hardware tracks) latch on the rising edge.
+            let rising = level && !st.line_level;
+            self.modify(v, intid, |s| s.line_level = level);
+            return Ok(if rising { self.latch(v, intid) } else { None });
+        }
+        let k = self.modify(v, intid, |s| s.line_level = level);
+        Ok(k)
+    }
+
+    fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(virq)?;
+        if virq < PPI_BASE {
+            return Err(VgicError::InvalidIntid {
+                intid: virq,
+                reason: "SGIs cannot be hardware-mapped",
+            });
+        }
+        if !(PPI_BASE..1020).contains(&pintid) {
+            return Err(VgicError::InvalidIntid {
+                intid: pintid,
+                reason: "physical INTID must be a PPI or SPI",
+            });
+        }
+        let mut st = self.backend.load(v, virq);
+        st.hw = Some(pintid);
+        self.backend.store(v, virq, st);
+        Ok(())
+    }
+
+    fn flush<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<(), VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        if self
+            .slots
+            .get(v)
+            .is_some_and(|s| s.iter().any(Option::is_some))
+        {
+            // Flushed twice without an exit in between: fold first.
+            self.sync(vcpu, lrs)?;
+        }
+        let n = lrs.count().min(MAX_LRS);
+        let mut slots = vec![None; n];
+        let mut list = core::mem::take(&mut self.scratch);
+        let mut overflow = core::mem::take(&mut self.overflow);
+        list.clear();
+        overflow.clear();
+        self.backend.queued(v, &mut list);
+        let dist_en = self.dist_enabled();
+        let v2 = self.v2();
+        let mut used = 0;
+        for &intid in &list {
+            let mut st = self.backend.load(v, intid);
+            if st.in_lr {
+                continue;
+            }
+            let v2_sgi = self.is_v2_sgi(intid);
+            let pend = dist_en && self.deliverable(&st, intid);
+            if !st.active && !pend {
+                continue;
+            }
+            if used == n {
+                if pend {
+                    overflow.push(intid);
+                }
+                continue;
+            }
+            let (state, source, left_behind) = if v2_sgi {
+                if st.active {
+                    (LrStatus::Active, st.lr_source, pend)
+                } else {
+                    let src = st.sgi_sources.trailing_zeros().min(7) as u8;
+                    let more = st.sgi_sources & !(1u8 << src) != 0;
+                    (LrStatus::Pending, src, more)
+                }
+            } else if st.active && pend && st.hw.is_some() {
+                // A forwarded interrupt cannot be pending and active in
+                // an LR: present the active one, deliver the rest later.
+                (LrStatus::Active, 0, true)
+            } else {
+                (LrStatus::from_flags(pend, st.active), 0, false)
+            };
+            let level_sw = st.hw.is_none() && !st.edge && intid >= PPI_BASE;
+            let lr = LrState {
+                intid,
+                priority: st.priority,
+                state,
+                hw: st.hw,
+                group1: !v2,
+                source_cpu: source,
+                eoi_maintenance: st.hw.is_none() && (level_sw || left_behind),
+            };
+            if left_behind {
+                overflow.push(intid);
+            }
+            lrs.write(used, lr);
+            if let Some(s) = slots.get_mut(used) {
+                *s = Some(Slot {
+                    intid,
+                    wrote_pending: state.is_pending(),
+                });
+            }
+            st.in_lr = true;
+            st.relatched = false;
+            st.sw_dirty = false;
+            st.lr_source = source;
+            self.backend.store(v, intid, st);
+            used += 1;
+        }
+        for i in used..n {
+            lrs.write(i, LrState::INVALID);
+        }
+        lrs.set_underflow_irq(!overflow.is_empty());
+        self.backend.set_overflow(v, &overflow);
+        if let Some(s) = self.slots.get_mut(v) {
+            *s = slots;
+        }
+        self.scratch = list;
+        self.overflow = overflow;
+        Ok(())
+    }
+
+    fn sync<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<(), VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        let slots = self
+            .slots
+            .get_mut(v)
+            .map(core::mem::take)
+            .unwrap_or_default();
+        let n = lrs.count();
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let intid = slot.intid;
+            let mut st = self.backend.load(v, intid);
+            st.in_lr = false;
+            let lr = if i < n { Some(lrs.read(i)) } else { None };
+            match lr {
+                Some(lr) if lr.intid == intid && !st.sw_dirty => {
+                    let lr_p = lr.state.is_pending();
+                    if self.is_v2_sgi(intid) {
+                        if slot.wrote_pending && !lr_p && !st.relatched {
+                            st.sgi_sources &= !(1u8 << (st.lr_source & 7));
+                        }
+                    } else if slot.wrote_pending {
+                        st.pending_latch = (lr_p && st.pending_latch) || st.relatched;
+                    } else {
+                        st.pending_latch |= st.relatched;
+                    }
+                    st.active = lr.state.is_active();
+                }
+                // Software changed it meanwhile (or the LR no longer holds
+                // it): keep the software view.
+                _ => {}
+            }
+            st.sw_dirty = false;
+            st.relatched = false;
+            self.backend.store(v, intid, st);
+            if i < n {
+                lrs.write(i, LrState::INVALID);
+            }
+        }
+        lrs.set_underflow_irq(false);
+        Ok(())
+    }
+
+    fn has_deliverable(&self, vcpu: VcpuId) -> bool {
+        let Ok(v) = self.check_vcpu(vcpu) else {
+            return false;
+        };
+        if !self.dist_enabled() {
+            return false;
+        }
+        let mut any = false;
+        self.backend.for_each_queued(v, &mut |intid| {
+            if !any {
+                let st = self.backend.load(v, intid);
+                any = self.deliverable(&st, intid) && !st.active;
+            }
+        });
+        any
+    }
+
+    fn state_digest(&self) -> u64 {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        self.ctlr.hash(&mut h);
+        self.processor_sleep.hash(&mut h);
+        self.slots.hash(&mut h);
+        for v in 0..self.cfg.nr_vcpus {
+            for intid in 0..NR_PRIVATE {
+                self.backend.load(v, intid).hash(&mut h);
+            }
+            self.backend.overflow_len(v).hash(&mut h);
+        }
+        for intid in SPI_BASE..self.max_intid() {
+            self.backend.load(0, intid).hash(&mut h);
+        }
+        h.finish()
+    }
+}

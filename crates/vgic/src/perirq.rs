@@ -1,0 +1,231 @@
+//! The per-IRQ model, after Xen's `vgic/` (itself derived from KVM): one
+//! [`VgicIrq`] structure per interrupt holding all of its state, and per
+//! vCPU an `ap_list` (active and pending interrupts) that is appended to
+//! unordered, then pruned and sorted when the vCPU is about to be entered.
+
+use alloc::vec::Vec;
+
+use crate::emu::Emulator;
+use crate::state::{Backend, IrqState, order_key};
+use crate::{NR_PRIVATE, PPI_BASE};
+
+/// A domain vGIC using the per-IRQ model.
+pub type PerIrqVgic = Emulator<PerIrq>;
+
+/// One interrupt (Xen's `struct vgic_irq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VgicIrq {
+    /// All architectural and delivery state.
+    pub state: IrqState,
+    /// The vCPU whose `ap_list` holds it, if any.
+    pub vcpu: Option<u16>,
+}
+
+/// Storage of the per-IRQ model.
+#[derive(Clone, Debug)]
+pub struct PerIrq {
+    v2: bool,
+    private: Vec<[VgicIrq; 32]>,
+    spis: Vec<VgicIrq>,
+    ap_list: Vec<Vec<u32>>,
+    overflow: Vec<usize>,
+}
+
+impl PerIrq {
+    fn irq(&self, vcpu: usize, intid: u32) -> Option<&VgicIrq> {
+        if intid < NR_PRIVATE {
+            self.private.get(vcpu)?.get(intid as usize)
+        } else {
+            self.spis.get((intid - NR_PRIVATE) as usize)
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut VgicIrq> {
+        if intid < NR_PRIVATE {
+            self.private.get_mut(vcpu)?.get_mut(intid as usize)
+        } else {
+            self.spis.get_mut((intid - NR_PRIVATE) as usize)
+        }
+    }
+
+    fn wants(&self, st: &IrqState, intid: u32) -> bool {
+        st.wants_queue(self.v2 && intid < PPI_BASE)
+    }
+
+    /// Drops from `vcpu`'s list what no longer belongs there (KVM's
+    /// `vgic_prune_ap_list`), requeueing migrated interrupts on their
+    /// new target.
+    fn prune(&mut self, vcpu: usize) {
+        let list = self
+            .ap_list
+            .get_mut(vcpu)
+            .map(core::mem::take)
+            .unwrap_or_default();
+        let mut keep = Vec::with_capacity(list.len());
+        for intid in list {
+            let Some(irq) = self.irq(vcpu, intid).copied() else {
+                continue;
+            };
+            let st = irq.state;
+            if st.in_lr || (st.active && self.wants(&st, intid)) {
+                keep.push(intid);
+                continue;
+            }
+            if !self.wants(&st, intid) {
+                if let Some(i) = self.irq_mut(vcpu, intid) {
+                    i.vcpu = None;
+                }
+                continue;
+            }
+            let owner = if intid < NR_PRIVATE {
+                Some(vcpu)
+            } else {
+                st.target.map(usize::from)
+            };
+            match owner {
+                Some(o) if o == vcpu => keep.push(intid),
+                Some(o) => {
+                    if let Some(i) = self.irq_mut(vcpu, intid) {
+                        i.vcpu = u16::try_from(o).ok();
+                    }
+                    if let Some(l) = self.ap_list.get_mut(o) {
+                        l.push(intid);
+                    }
+                }
+                None => {
+                    if let Some(i) = self.irq_mut(vcpu, intid) {
+                        i.vcpu = None;
+                    }
+                }
+            }
+        }
+        if let Some(l) = self.ap_list.get_mut(vcpu) {
+            *l = keep;
+        }
+    }
+}
+
+impl Backend for PerIrq {
+    fn create(nr_vcpus: usize, nr_spis: usize, v2: bool) -> Self {
+        Self {
+            v2,
+            private: alloc::vec![[VgicIrq::default(); 32]; nr_vcpus],
+            spis: alloc::vec![VgicIrq::default(); nr_spis],
+            ap_list: alloc::vec![Vec::new(); nr_vcpus],
+            overflow: alloc::vec![0; nr_vcpus],
+        }
+    }
+
+    fn load(&self, vcpu: usize, intid: u32) -> IrqState {
+        self.irq(vcpu, intid).map(|i| i.state).unwrap_or_default()
+    }
+
+    fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
+        let wants = self.wants(&st, intid);
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return;
+        };
+        irq.state = st;
+        let owner = if intid < NR_PRIVATE {
+            Some(vcpu)
+        } else {
+            st.target.map(usize::from)
+        };
+        match irq.vcpu.map(usize::from) {
+            // Already listed somewhere: leave it for the prune at that
+            // vCPU's next flush, except an idle pending interrupt whose
+            // target changed, which moves now (its new target may be
+            // asleep and must see it).
+            Some(cur) => {
+                if wants && !st.in_lr && !st.active && owner.is_some_and(|o| o != cur) {
+                    let o = owner.unwrap_or(cur);
+                    irq.vcpu = u16::try_from(o).ok();
+                    if let Some(l) = self.ap_list.get_mut(cur) {
+                        l.retain(|i| *i != intid);
+                    }
+                    if let Some(l) = self.ap_list.get_mut(o) {
+                        l.push(intid);
+                    }
+                }
+            }
+            None => {
+                if wants && let Some(o) = owner {
+                    irq.vcpu = u16::try_from(o).ok();
+                    if let Some(l) = self.ap_list.get_mut(o) {
+                        l.push(intid);
+                    }
+                }
+            }
+        }
+    }
+
+    fn queued(&mut self, vcpu: usize, out: &mut Vec<u32>) {
+        self.prune(vcpu);
+        let Some(list) = self.ap_list.get(vcpu) else {
+            return;
+        };
+        let start = out.len();
+        out.extend_from_slice(list);
+        // Sort at flush time: active first, then priority, then INTID.
+        out[start..].sort_by_key(|&i| order_key(&self.load(vcpu, i), i));
+    }
+
+    fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32)) {
+        if let Some(l) = self.ap_list.get(vcpu) {
+            l.iter().for_each(|i| f(*i));
+        }
+    }
+
+    fn set_overflow(&mut self, vcpu: usize, intids: &[u32]) {
+        if let Some(o) = self.overflow.get_mut(vcpu) {
+            *o = intids.len();
+        }
+    }
+
+    fn overflow_len(&self, vcpu: usize) -> usize {
+        self.overflow.get(vcpu).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_at_flush_and_pruned() {
+        let mut p = PerIrq::create(2, 32, false);
+        for (intid, prio) in [(40u32, 0x80u8), (33, 0x20), (34, 0xF0)] {
+            p.store(
+                0,
+                intid,
+                IrqState {
+                    pending_latch: true,
+                    priority: prio,
+                    target: Some(0),
+                    ..IrqState::default()
+                },
+            );
+        }
+        // Appended unordered.
+        let mut raw = Vec::new();
+        p.for_each_queued(0, &mut |i| raw.push(i));
+        assert_eq!(raw, [40, 33, 34]);
+        // An active interrupt sorts first.
+        let mut st = p.load(0, 34);
+        st.active = true;
+        p.store(0, 34, st);
+        let mut st = p.load(0, 40);
+        st.pending_latch = false;
+        p.store(0, 40, st);
+        let mut out = Vec::new();
+        p.queued(0, &mut out);
+        assert_eq!(out, [34, 33]);
+        // Retargeting an idle pending SPI moves it to the new vCPU.
+        let mut st = p.load(0, 33);
+        st.target = Some(1);
+        p.store(0, 33, st);
+        out.clear();
+        p.queued(1, &mut out);
+        assert_eq!(out, [33]);
+    }
+}
