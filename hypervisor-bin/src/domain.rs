@@ -14,6 +14,7 @@ use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{BootConfig, DomainConfig};
 use tessel_stage2::{Attrs, MapError, Stage2Config};
 use tessel_trap::{DomainState, VcpuTable};
+use tessel_vgic::{HostGic, Model, VcpuId, Vgic, VgicConfig, VgicLayout, VirtualGic};
 use tessel_vpl011::console::ConsoleId;
 use tessel_vpl011::{IrqLine, Vpl011, Vpl011Config};
 
@@ -51,6 +52,10 @@ pub struct DomainRt {
     pub power: VcpuTable,
     /// The vPL011, if configured.
     pub uart: Option<DomainUart>,
+    /// The domain's virtual GIC.
+    pub vgic: Vgic,
+    /// Level of the vPL011 interrupt last given to the vGIC.
+    pub uart_line: bool,
 }
 
 /// A built domain.
@@ -106,6 +111,10 @@ pub enum BuildError {
     Map(MapError),
     /// vPL011 set-up failed.
     Uart(tessel_vpl011::ConfigError),
+    /// The vGIC could not be configured.
+    VgicConfig(tessel_vgic::ConfigError),
+    /// The vGIC refused a set-up step.
+    Vgic(tessel_vgic::VgicError),
     /// No VMID left for this domain.
     Vmid(tessel_stage2::ConfigError),
     /// The kernel module is not a loadable arm64 Image.
@@ -132,6 +141,8 @@ impl core::fmt::Display for BuildError {
             Self::Map(e) => write!(f, "stage 2: {e}"),
             Self::Uart(e) => write!(f, "{e}"),
             Self::Vmid(e) => write!(f, "{e}"),
+            Self::VgicConfig(e) => write!(f, "vGIC: {e}"),
+            Self::Vgic(e) => write!(f, "vGIC: {e}"),
             Self::Kernel(e) => write!(f, "kernel: {e}"),
             Self::Place(e) => write!(f, "{e}"),
             Self::GuestDt(e) => write!(f, "guest device tree: {e:?}"),
@@ -159,6 +170,8 @@ pub struct HostFacts {
     pub pcpus: usize,
     /// Stage-2 layout for this CPU.
     pub s2: Stage2Config,
+    /// SPIs the host GIC implements.
+    pub gic_spis: u32,
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -293,6 +306,8 @@ pub fn build(
     let kernel_range = loaded.kernel;
     let initrd_range = loaded.initrd;
 
+    let vgic = build_vgic(cfg, host)?;
+
     let uart = uart_cfg.map(|config| DomainUart {
         config,
         dev: Vpl011::new(UartIrq::default()),
@@ -315,8 +330,48 @@ pub fn build(
             state: DomainState::default(),
             power: VcpuTable::new(cfg.cpus as usize),
             uart,
+            vgic,
+            uart_line: false,
         }),
     })
+}
+
+/// The vGIC of a direct-mapped domain: the host's frames, as many SPIs as
+/// the host GIC has (or `nr_spis`), and the virtual timer PPI of every vCPU
+/// backed by the physical one (list registers with HW = 1, so the guest's
+/// deactivation completes the physical interrupt).
+fn build_vgic(cfg: &DomainConfig, host: &HostFacts) -> Result<Vgic, BuildError> {
+    let n = cfg.cpus as usize;
+    let (version, host_gic) = match host.gic.version {
+        crate::hostdt::GicVersion::V2 => (
+            tessel_vgic::GicVersion::V2,
+            HostGic::V2 {
+                gicd: tessel_addr::HostPhysAddr(host.gic.dist.0),
+                gicc: tessel_addr::HostPhysAddr(host.gic.cpu_or_redist.0),
+            },
+        ),
+        crate::hostdt::GicVersion::V3 => (
+            tessel_vgic::GicVersion::V3,
+            HostGic::V3 {
+                gicd: tessel_addr::HostPhysAddr(host.gic.dist.0),
+                redists: alloc::vec![tessel_addr::Range::new(
+                    tessel_addr::HostPhysAddr(host.gic.cpu_or_redist.0),
+                    host.gic.cpu_or_redist.1,
+                )],
+            },
+        ),
+    };
+    let layout = VgicLayout::native(&host_gic, n).map_err(BuildError::VgicConfig)?;
+    let nr_spis = cfg.nr_spis.map_or(host.gic_spis as usize, |s| s as usize);
+    let config = VgicConfig::new(version, layout, n, nr_spis)
+        .validated()
+        .map_err(BuildError::VgicConfig)?;
+    let mut vgic = Vgic::new(Model::default(), config).map_err(BuildError::Vgic)?;
+    for v in 0..n {
+        vgic.map_hw(VcpuId(v), crate::gic::VTIMER_PPI, crate::gic::VTIMER_PPI)
+            .map_err(BuildError::Vgic)?;
+    }
+    Ok(vgic)
 }
 
 /// Where the boot images ended up.

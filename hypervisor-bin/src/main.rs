@@ -289,6 +289,7 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
         uart: info.uart,
         pcpus: online,
         s2,
+        gic_spis: GIC.get().map_or(0, |g| g.num_irqs().saturating_sub(32)),
     };
     let mut mux = tessel_vpl011::console::Console::new();
     let domains = domain::build_all(&boot, &host, &mut mux);

@@ -10,6 +10,7 @@
 use crate::boot::MAX_CPUS;
 use crate::domain::Domain;
 use crate::exception::TrapFrame;
+use crate::gic::lrs::HwLrs;
 use crate::gic::{GIC, this_cpu};
 use crate::sync::{Once, SpinLock};
 use crate::{console, println, s2};
@@ -19,6 +20,8 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tessel_trap::esr::{self, Exception, WfxKind};
 use tessel_trap::{PsciAction, StopReason};
+use tessel_vgic::lr::{ListRegisters, LrState};
+use tessel_vgic::{Kicks, RegionKind, SgiRegister, VcpuId, VirtualGic};
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I and F masked
 /// (Arm ARM DDI 0487, C5.2.19 "SPSR_EL2").
@@ -156,6 +159,17 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
         );
     }
     crate::gic::enter_guest_cpu_interface();
+    if let Some(gic) = GIC.get() {
+        let me = this_cpu();
+        gic.enable(crate::gic::VTIMER_PPI, me, true);
+        gic.enable(crate::gic::MAINTENANCE_PPI, me, true);
+    }
+    if let Some(mut lrs) = HwLrs::this_cpu() {
+        for i in 0..lrs.count() {
+            lrs.write(i, LrState::INVALID);
+        }
+        let _ = dom.rt.lock().vgic.flush(VcpuId(vcpu), &mut lrs);
+    }
     let mut frame = TrapFrame::default();
     frame.x[0] = x0;
     frame.elr = entry;
@@ -221,22 +235,42 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
         Exception::Wfx(kind) => {
             frame.elr += 4;
             if kind == WfxKind::Wfi {
-                wait_for_interrupt();
+                refresh_lrs(dom, vcpu);
+                if !dom.rt.lock().vgic.has_deliverable(VcpuId(vcpu)) {
+                    wait_for_interrupt();
+                }
             }
         }
         Exception::DataAbortLower(da) => match da.mmio_access(hpfar, far) {
-            Ok(access) => match mmio(dom, frame, &access) {
+            Ok(access) => match mmio(dom, vcpu, frame, &access) {
                 Ok(()) => frame.elr += 4,
                 Err(MmioFault::NoDevice) => inject_abort(frame, far, true),
                 Err(MmioFault::Uart(e)) => {
                     println!("{}: {e}; injecting an abort", dom.name);
                     inject_abort(frame, far, true);
                 }
+                Err(MmioFault::Vgic(e)) => {
+                    println!("{}: vGIC: {e}; injecting an abort", dom.name);
+                    inject_abort(frame, far, true);
+                }
             },
             Err(_) => inject_abort(frame, far, true),
         },
         Exception::InstrAbortLower { .. } => inject_abort(frame, far, false),
-        Exception::SysReg(_) => inject_undef(frame),
+        Exception::SysReg(acc) => match sgi_register(&acc) {
+            Some(which) if !acc.read => {
+                let value = reg(frame, acc.rt);
+                let r = dom.rt.lock().vgic.sysreg_sgi(VcpuId(vcpu), which, value);
+                match r {
+                    Ok(kicks) => {
+                        frame.elr += 4;
+                        kick(dom, kicks);
+                    }
+                    Err(_) => inject_undef(frame),
+                }
+            }
+            _ => inject_undef(frame),
+        },
         other => stop_domain(
             d,
             StopReason::Faulted(format!(
@@ -247,6 +281,63 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
     }
     if dom.rt.lock().state.is_stopped() {
         park_vcpu();
+    }
+    refresh_lrs(dom, vcpu);
+}
+
+/// GICv3 SGI-generation registers (IHI 0069, 12.2.19-21): ICC_SGI1R_EL1
+/// (op0 3, op1 0, CRn 12, CRm 11, op2 5), ICC_ASGI1R_EL1 (op2 6) and
+/// ICC_SGI0R_EL1 (op2 7). HCR_EL2.IMO/FMO make EL1 writes to them trap.
+fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
+    let id = acc.id;
+    if id.op0 != 3 || id.op1 != 0 || id.crn != 12 || id.crm != 11 {
+        return None;
+    }
+    match id.op2 {
+        5 => Some(SgiRegister::Sgi1r),
+        6 => Some(SgiRegister::Asgi1r),
+        7 => Some(SgiRegister::Sgi0r),
+        _ => None,
+    }
+}
+
+/// Folds this vCPU's list registers back into its vGIC and refills them
+/// (before every return to the guest).
+fn refresh_lrs(dom: &Domain, vcpu: usize) {
+    if let Some(mut lrs) = HwLrs::this_cpu() {
+        let mut rt = dom.rt.lock();
+        let _ = rt.vgic.sync(VcpuId(vcpu), &mut lrs);
+        let _ = rt.vgic.flush(VcpuId(vcpu), &mut lrs);
+    }
+}
+
+/// Makes the pCPUs of the vCPUs in `kicks` exit their guest (they refill
+/// their list registers on the way back in).
+fn kick(dom: &Domain, kicks: Kicks) {
+    let me = this_cpu();
+    let Some(gic) = GIC.get() else { return };
+    for v in kicks.iter() {
+        if let Some(&p) = dom.vcpu_pcpu.get(v.0)
+            && p != me
+        {
+            gic.send_sgi(p, crate::irq::SGI_KICK);
+        }
+    }
+}
+
+/// Passes a change of the vPL011's interrupt output to the vGIC.
+fn update_uart_line(dom: &Domain, rt: &mut crate::domain::DomainRt) {
+    let Some(u) = rt.uart.as_ref() else { return };
+    let level = u.dev.irq_level();
+    if level == rt.uart_line {
+        return;
+    }
+    let spi = u.config.spi;
+    rt.uart_line = level;
+    if let Ok(Some(v)) = rt.vgic.set_line(VcpuId(0), spi, level) {
+        let mut k = Kicks::NONE;
+        k.add(v);
+        kick(dom, k);
     }
 }
 
@@ -297,35 +388,69 @@ fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
 enum MmioFault {
     /// No emulated device at this address.
     NoDevice,
-    /// The device refused the access.
+    /// The vPL011 refused the access.
     Uart(tessel_vpl011::MmioError),
+    /// The vGIC refused the access.
+    Vgic(tessel_vgic::VgicError),
 }
 
-/// Emulates a trapped MMIO access.
-fn mmio(dom: &Domain, frame: &mut TrapFrame, a: &esr::MmioAccess) -> Result<(), MmioFault> {
+/// Emulates a trapped MMIO access: the vPL011, then the vGIC's
+/// distributor and redistributors.
+fn mmio(
+    dom: &Domain,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    a: &esr::MmioAccess,
+) -> Result<(), MmioFault> {
     let mut rt = dom.rt.lock();
-    let Some(u) = rt.uart.as_mut() else {
+    let uart_off = rt.uart.as_ref().and_then(|u| u.config.offset_of(a.ipa));
+    if let (Some(off), Some(u)) = (uart_off, rt.uart.as_mut()) {
+        let id = u.console;
+        if a.write {
+            let v = a.store_value(reg(frame, a.reg));
+            u.dev.write(off, a.size, v).map_err(MmioFault::Uart)?;
+            let mut out = Vec::new();
+            u.dev.drain_tx(|b| out.push(b));
+            update_uart_line(dom, &mut rt);
+            drop(rt);
+            guest_output(id, &out);
+        } else {
+            let raw = u.dev.read(off, a.size).map_err(MmioFault::Uart)?;
+            if let Some(v) = a.load_value(raw) {
+                set_reg(frame, a.reg, v);
+            }
+            // A read of UARTDR made room in the receive FIFO.
+            if let Some(mux) = MUX.lock().as_mut() {
+                let _ = mux.feed(id, &mut u.dev);
+            }
+            update_uart_line(dom, &mut rt);
+        }
+        return Ok(());
+    }
+    let in_vgic = rt.vgic.regions().iter().any(|r| {
+        matches!(
+            r.kind,
+            RegionKind::Distributor | RegionKind::Redistributor { .. }
+        ) && r.range.contains(a.ipa)
+    });
+    if !in_vgic {
         return Err(MmioFault::NoDevice);
-    };
-    let Some(off) = u.config.offset_of(a.ipa) else {
-        return Err(MmioFault::NoDevice);
-    };
-    let id = u.console;
+    }
     if a.write {
         let v = a.store_value(reg(frame, a.reg));
-        u.dev.write(off, a.size, v).map_err(MmioFault::Uart)?;
-        let mut out = Vec::new();
-        u.dev.drain_tx(|b| out.push(b));
+        let kicks = rt
+            .vgic
+            .mmio_write(VcpuId(vcpu), a.ipa, a.size, v)
+            .map_err(MmioFault::Vgic)?;
         drop(rt);
-        guest_output(id, &out);
+        kick(dom, kicks);
     } else {
-        let raw = u.dev.read(off, a.size).map_err(MmioFault::Uart)?;
+        let raw = rt
+            .vgic
+            .mmio_read(VcpuId(vcpu), a.ipa, a.size)
+            .map_err(MmioFault::Vgic)?;
         if let Some(v) = a.load_value(raw) {
             set_reg(frame, a.reg, v);
-        }
-        // A read of UARTDR made room in the receive FIFO.
-        if let Some(mux) = MUX.lock().as_mut() {
-            let _ = mux.feed(id, &mut u.dev);
         }
     }
     Ok(())
@@ -442,10 +567,11 @@ fn park_vcpu() -> ! {
 
 /// After an interrupt taken from a guest: leave it if its domain stopped.
 pub fn after_guest_irq() {
-    if let Some((dom, _, _)) = current()
-        && dom.rt.lock().state.is_stopped()
-    {
-        park_vcpu();
+    if let Some((dom, _, vcpu)) = current() {
+        if dom.rt.lock().state.is_stopped() {
+            park_vcpu();
+        }
+        refresh_lrs(dom, vcpu);
     }
 }
 
@@ -474,12 +600,21 @@ pub fn console_input() {
                 && let Some(mux) = MUX.lock().as_mut()
             {
                 let _ = mux.feed(id, &mut u.dev);
+                update_uart_line(dom, &mut rt);
             }
         }
     }
 }
 
-/// Forwards `irq` to the guest that owns it, if any.
-pub fn forward_irq(_irq: u32) -> bool {
-    false
+/// Forwards `irq` to the guest that owns it, if any. The virtual timer PPI
+/// goes to the vCPU running here, as a hardware interrupt: the guest's
+/// deactivation completes it, so the caller must not deactivate it.
+pub fn forward_irq(irq: u32) -> bool {
+    if irq != crate::gic::VTIMER_PPI {
+        return false;
+    }
+    let Some((dom, _, vcpu)) = current() else {
+        return false;
+    };
+    dom.rt.lock().vgic.inject(VcpuId(vcpu), irq).is_ok()
 }

@@ -5,6 +5,7 @@
 //! SPIs to a CPU and sending SGIs.
 
 pub mod icc;
+pub mod lrs;
 mod v2;
 mod v3;
 
@@ -174,6 +175,12 @@ impl Gic {
 pub fn packed_affinity(mpidr: u64) -> u32 {
     ((((mpidr >> 32) & 0xff) << 24) | (mpidr & 0xff_ffff)) as u32
 }
+
+/// Maintenance interrupt PPI of the virtual CPU interface (the GIC
+/// bindings' maintenance interrupt, PPI 9): INTID 25.
+pub const MAINTENANCE_PPI: u32 = 25;
+/// Virtual timer PPI (CNTV, PPI 11 in the `arm,armv8-timer` binding).
+pub const VTIMER_PPI: u32 = 27;
 
 /// ICH_HCR_EL2.En (IHI 0069, 12.5.6) / GICH_HCR.En (IHI 0048B, 5.3.1):
 /// enables the virtual CPU interface.

@@ -138,6 +138,11 @@ impl GicV2 {
             .write32(GICD_ICENABLER + (irq / 32) as usize * 4, 1 << (irq % 32));
     }
 
+    /// The GICH frame, if the GIC has virtualization extensions.
+    pub fn gich(&self) -> Option<Mmio> {
+        self.gich
+    }
+
     /// Enables this CPU's virtual interface (GICH_HCR.En).
     pub fn enable_virtual(&self) {
         if let Some(gich) = self.gich {

@@ -1,0 +1,157 @@
+//! The physical list registers of the calling CPU's virtual interface,
+//! exposed to the vGIC through its `ListRegisters` trait.
+//!
+//! GICv3: `ICH_LR<n>_EL2`, `ICH_VTR_EL2`, `ICH_HCR_EL2` (IHI 0069, 12.4).
+//! GICv2: `GICH_LR<n>`, `GICH_VTR`, `GICH_HCR` (IHI 0048B, 5.3).
+
+use super::{GIC, Gic};
+use crate::mmio::Mmio;
+use core::arch::asm;
+use tessel_vgic::lr::{ListRegisters, LrState, decode_v2, decode_v3, encode_v2, encode_v3};
+
+/// GICH_HCR (IHI 0048B, 5.3.1).
+const GICH_HCR: usize = 0x000;
+/// GICH_VTR (IHI 0048B, 5.3.2): ListRegs in [5:0].
+const GICH_VTR: usize = 0x004;
+/// GICH_LR0 (IHI 0048B, 5.3.11), 4 bytes each.
+const GICH_LR0: usize = 0x100;
+/// ICH_HCR_EL2.UIE / GICH_HCR.UIE: underflow maintenance interrupt enable.
+const HCR_UIE: u64 = 1 << 1;
+/// Most list registers either architecture defines (GICv3: 16, GICv2: 64;
+/// we use at most 16).
+const MAX_LRS: usize = 16;
+
+macro_rules! ich_lr {
+    ($op:ident, $i:expr, $v:expr) => {
+        ich_lr!(@dispatch $op, $i, $v,
+            0 => "S3_4_C12_C12_0", 1 => "S3_4_C12_C12_1", 2 => "S3_4_C12_C12_2",
+            3 => "S3_4_C12_C12_3", 4 => "S3_4_C12_C12_4", 5 => "S3_4_C12_C12_5",
+            6 => "S3_4_C12_C12_6", 7 => "S3_4_C12_C12_7", 8 => "S3_4_C12_C13_0",
+            9 => "S3_4_C12_C13_1", 10 => "S3_4_C12_C13_2", 11 => "S3_4_C12_C13_3",
+            12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6",
+            15 => "S3_4_C12_C13_7")
+    };
+    (@dispatch read, $i:expr, $v:expr, $($n:literal => $enc:literal),*) => {
+        match $i {
+            $($n => {
+                // SAFETY: reading a list register of this CPU's virtual
+                // interface has no side effects.
+                unsafe { asm!(concat!("mrs {}, ", $enc), out(reg) $v, options(nomem, nostack)) }
+            })*
+            _ => {}
+        }
+    };
+    (@dispatch write, $i:expr, $v:expr, $($n:literal => $enc:literal),*) => {
+        match $i {
+            $($n => {
+                // SAFETY: list registers only affect the virtual interrupts
+                // of the guest running on this CPU.
+                unsafe { asm!(concat!("msr ", $enc, ", {}"), in(reg) $v, options(nostack)) }
+            })*
+            _ => {}
+        }
+    };
+}
+
+/// ICH_VTR_EL2 (S3_4_C12_C11_1).
+fn ich_vtr() -> u64 {
+    let v: u64;
+    // SAFETY: reading an ID-like register has no side effects.
+    unsafe { asm!("mrs {}, S3_4_C12_C11_1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// ICH_HCR_EL2 (S3_4_C12_C11_0).
+fn ich_hcr() -> u64 {
+    let v: u64;
+    // SAFETY: reading has no side effects.
+    unsafe { asm!("mrs {}, S3_4_C12_C11_0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn set_ich_hcr(v: u64) {
+    // SAFETY: controls the virtual interface of the guest on this CPU.
+    unsafe { asm!("msr S3_4_C12_C11_0, {}", "isb", in(reg) v, options(nostack)) };
+}
+
+/// This CPU's list registers.
+pub enum HwLrs {
+    /// GICv3 system registers.
+    V3 {
+        /// Implemented list registers.
+        count: usize,
+    },
+    /// GICv2 GICH frame (banked per CPU at one address).
+    V2 {
+        /// The GICH frame.
+        gich: Mmio,
+        /// Implemented list registers.
+        count: usize,
+    },
+}
+
+impl HwLrs {
+    /// The list registers of the calling CPU, or `None` without a virtual
+    /// interface.
+    pub fn this_cpu() -> Option<Self> {
+        match GIC.get()? {
+            Gic::V3(_) => Some(HwLrs::V3 {
+                count: ((ich_vtr() & 0x1f) as usize + 1).min(MAX_LRS),
+            }),
+            Gic::V2(g) => {
+                let gich = g.gich()?;
+                let count = ((gich.read32(GICH_VTR) & 0x3f) as usize + 1).min(MAX_LRS);
+                Some(HwLrs::V2 { gich, count })
+            }
+        }
+    }
+}
+
+impl ListRegisters for HwLrs {
+    fn count(&self) -> usize {
+        match self {
+            HwLrs::V3 { count } | HwLrs::V2 { count, .. } => *count,
+        }
+    }
+
+    fn read(&self, i: usize) -> LrState {
+        if i >= self.count() {
+            return LrState::INVALID;
+        }
+        match self {
+            HwLrs::V3 { .. } => {
+                let mut v: u64 = 0;
+                ich_lr!(read, i, v);
+                decode_v3(v)
+            }
+            HwLrs::V2 { gich, .. } => decode_v2(gich.read32(GICH_LR0 + 4 * i)),
+        }
+    }
+
+    fn write(&mut self, i: usize, lr: LrState) {
+        if i >= self.count() {
+            return;
+        }
+        match self {
+            HwLrs::V3 { .. } => {
+                let v = encode_v3(&lr);
+                ich_lr!(write, i, v);
+            }
+            HwLrs::V2 { gich, .. } => gich.write32(GICH_LR0 + 4 * i, encode_v2(&lr)),
+        }
+    }
+
+    fn set_underflow_irq(&mut self, on: bool) {
+        match self {
+            HwLrs::V3 { .. } => {
+                let h = ich_hcr();
+                set_ich_hcr(if on { h | HCR_UIE } else { h & !HCR_UIE });
+            }
+            HwLrs::V2 { gich, .. } => {
+                let h = gich.read32(GICH_HCR);
+                let uie = HCR_UIE as u32;
+                gich.write32(GICH_HCR, if on { h | uie } else { h & !uie });
+            }
+        }
+    }
+}
