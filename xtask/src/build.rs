@@ -99,7 +99,7 @@ pub fn test_guest() -> Result<PathBuf> {
         GUEST_TARGET,
         &[(
             "CARGO_TARGET_AARCH64_UNKNOWN_NONE_RUSTFLAGS",
-            "-C relocation-model=pie",
+            "-C relocation-model=pie -C target-feature=+strict-align",
         )],
     )?;
     let elf = util::cargo_target_dir()
