@@ -554,7 +554,25 @@ fn report(d: &Domain, cfg: &DomainConfig) {
         println!("  initrd at {r}");
     }
     println!("  device tree at {:#x} ({} bytes)", d.dtb, d.dtb_size);
-    if let Some(u) = &d.rt.lock().uart {
+    let rt = d.rt.lock();
+    for r in rt.vgic.regions() {
+        let what = match r.kind {
+            tessel_vgic::RegionKind::Distributor => "distributor (emulated)",
+            tessel_vgic::RegionKind::Redistributor { .. } => "redistributors (emulated)",
+            tessel_vgic::RegionKind::CpuInterface => "CPU interface (host GICV)",
+        };
+        let v = match rt.vgic.version() {
+            tessel_vgic::GicVersion::V2 => 2,
+            tessel_vgic::GicVersion::V3 => 3,
+        };
+        println!("  vGICv{v} {what} at {}", r.range);
+    }
+    println!(
+        "  IRQs: virtual timer PPI {} (hardware-mapped), {} SPIs",
+        crate::gic::VTIMER_PPI,
+        rt.vgic.nr_spis()
+    );
+    if let Some(u) = &rt.uart {
         println!("  vpl011 at {} SPI {}", u.config.range(), u.config.spi);
     }
 }

@@ -26,6 +26,12 @@ mod kind {
     pub const CURRENT_IRQ: u64 = 5;
     pub const LOWER_SYNC: u64 = 8;
     pub const LOWER_IRQ: u64 = 9;
+    pub const LOWER_FIQ: u64 = 10;
+    pub const LOWER_SERROR: u64 = 11;
+    pub const LOWER32_SYNC: u64 = 12;
+    pub const LOWER32_IRQ: u64 = 13;
+    pub const LOWER32_FIQ: u64 = 14;
+    pub const LOWER32_SERROR: u64 = 15;
 }
 
 fn esr_far() -> (u64, u64) {
@@ -43,11 +49,17 @@ fn esr_far() -> (u64, u64) {
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     match kind {
         kind::CURRENT_IRQ => handle_irq(false),
-        kind::LOWER_IRQ => {
+        // A guest's EL0 may run AArch32 code: its traps and interrupts come
+        // through the AArch32 lower-EL slots with the same syndromes.
+        kind::LOWER_IRQ | kind::LOWER32_IRQ | kind::LOWER_FIQ | kind::LOWER32_FIQ => {
             handle_irq(true);
             crate::vcpu::after_guest_irq();
         }
-        kind::LOWER_SYNC => crate::vcpu::handle_guest_sync(frame),
+        kind::LOWER_SYNC | kind::LOWER32_SYNC => crate::vcpu::handle_guest_sync(frame),
+        kind::LOWER_SERROR | kind::LOWER32_SERROR => {
+            let (esr, _) = esr_far();
+            crate::vcpu::guest_serror(esr, frame.elr);
+        }
         kind::CURRENT_SYNC | kind::CURRENT_SP0_SYNC => {
             let (esr, far) = esr_far();
             panic!(

@@ -341,6 +341,19 @@ fn update_uart_line(dom: &Domain, rt: &mut crate::domain::DomainRt) {
     }
 }
 
+/// An SError (asynchronous abort) taken from a guest: the domain's state
+/// cannot be trusted any more, so it is stopped.
+pub fn guest_serror(esr: u64, elr: u64) {
+    let Some((_, d, vcpu)) = current() else {
+        panic!("SError from a lower EL (ESR_EL2 {esr:#x}) with no guest on this CPU");
+    };
+    stop_domain(
+        d,
+        StopReason::Faulted(format!("vCPU{vcpu}: SError, ESR_EL2 {esr:#x}, at {elr:#x}")),
+    );
+    park_vcpu();
+}
+
 /// Idles the pCPU until an interrupt is pending (the guest executed WFI).
 fn wait_for_interrupt() {
     // SAFETY: WFI with IRQs masked wakes on any pending interrupt, which is
