@@ -601,3 +601,79 @@ impl Registry {
         self.irqs.iter().find(|(i, _)| *i == intid).map(|(_, o)| o)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(cells: &[u32]) -> Vec<u8> {
+        cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn xen_reg_with_one_cell_fields() {
+        let m = xen_reg(&be(&[0x1000_0000, 0x2000, 0x3000_0000]), 1, 1).unwrap();
+        assert_eq!(
+            m,
+            [MmioMapping {
+                host: HostRange::new(HostPhysAddr(0x1000_0000), 0x2000),
+                guest: GuestPhysAddr(0x3000_0000),
+            }]
+        );
+    }
+
+    #[test]
+    fn xen_reg_entries_are_numbered_in_errors() {
+        let prop = be(&[0, 0x1000, 0x1000, 0, 0x1000, 0, 0x2000, 0, 0, 0x3000]);
+        assert_eq!(
+            xen_reg(&prop, 2, 1),
+            Err(ErrorKind::XenRegEmpty { entry: 1 })
+        );
+    }
+
+    #[test]
+    fn xen_reg_wrapping_the_address_space_is_refused() {
+        let prop = be(&[0xffff_ffff, 0xffff_f000, 0x2000, 0, 0x1000]);
+        assert_eq!(
+            xen_reg(&prop, 2, 1),
+            Err(ErrorKind::XenRegOverflow { entry: 0 })
+        );
+        let prop = be(&[0, 0x1000, 0x2000, 0xffff_ffff, 0xffff_f000]);
+        assert_eq!(
+            xen_reg(&prop, 2, 1),
+            Err(ErrorKind::XenRegOverflow { entry: 0 })
+        );
+    }
+
+    #[test]
+    fn xen_reg_cell_counts_outside_one_or_two_are_refused() {
+        assert_eq!(
+            xen_reg(&be(&[0; 6]), 0, 1),
+            Err(ErrorKind::XenRegCells(cells::CellError::BadCellCount(0)))
+        );
+        assert_eq!(
+            xen_reg(&[], 2, 1),
+            Err(ErrorKind::XenRegCells(cells::CellError::Empty))
+        );
+    }
+
+    #[test]
+    fn gic_specifiers() {
+        let g = NodeId(3);
+        assert!(matches!(
+            decode_spec(g, g, &[0, 47, 1], 0),
+            Ok(HostIrq::Gic(79))
+        ));
+        assert!(matches!(
+            decode_spec(g, g, &[1, 14, 4], 0),
+            Ok(HostIrq::Gic(30))
+        ));
+        assert!(matches!(
+            decode_spec(NodeId(4), g, &[3, 1], 2),
+            Ok(HostIrq::Other(2))
+        ));
+        assert!(decode_spec(g, g, &[2, 5, 4], 0).is_err());
+        assert!(decode_spec(g, g, &[0], 0).is_err());
+        assert!(decode_spec(g, g, &[0, u32::MAX, 4], 0).is_err());
+    }
+}

@@ -390,3 +390,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn malformed_host_interrupts_are_refused() {
+    assert_eq!(
+        refusal("partial-bad-irq", direct("domU1")),
+        "domU1: /passthrough/virtio@a003e00: xen,path: interrupts of host node /bad-irq@a500000: interrupts is not a whole number of specifiers"
+    );
+    assert_eq!(
+        refusal("partial-dangling", direct("domU1")),
+        "domU1: /passthrough/virtio@a003e00: xen,path: interrupts of host node /dangling@a600000: interrupts-extended names an unknown phandle"
+    );
+}
+
+#[test]
+fn wrong_gic_path_is_reported() {
+    let dt = host_tree();
+    let hv = HostView {
+        gic_path: "/gic@0",
+        ..host(&dt, false)
+    };
+    let e = Registry::new(kept())
+        .assign(&direct("domU1"), &fixture("partial-good-direct"), &hv)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "domU1: /passthrough/virtio@a003e00: xen,path: the host GIC node /gic@0 is not in the host device tree"
+    );
+}
