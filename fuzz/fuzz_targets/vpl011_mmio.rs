@@ -51,7 +51,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 let _ = uart.read(u64::from(offset), size(s));
                 let _ = con.feed(a, &mut uart);
             }
-            Op::Write { offset, size: s, value } => {
+            Op::Write {
+                offset,
+                size: s,
+                value,
+            } => {
                 let _ = uart.write(u64::from(offset), size(s), value);
             }
             Op::HostInput(b) => {
