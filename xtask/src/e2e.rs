@@ -124,6 +124,7 @@ fn scenario(
         expect: guests.iter().flat_map(guest_expect).collect(),
         forbid: vec![": FAIL ".into()],
         expect_shutdown: true,
+        expect_refused: vec![],
     })
 }
 
@@ -272,6 +273,7 @@ pub fn scenarios(gic: Gic, images: &Images) -> Result<Vec<Scenario>> {
     bad.expect.retain(|e| !e.starts_with("baddom"));
     bad.expect.push("requires xen,static-mem".into());
     bad.expect.push("baddom".into());
+    bad.expect_refused.push("baddom".into());
     v.push(bad);
     Ok(v)
 }
@@ -308,7 +310,11 @@ pub fn run(images: &Images, gics: &[Gic], only: Option<&str>) -> Result<(usize, 
                 continue;
             }
             let log = dir.join(format!("{}.log", sc.name));
-            let problems = match qemu::run_captured(&sc, &images.hypervisor, &log) {
+            let problems = match qemu::make_dtb(&sc).and_then(|dtb| {
+                sc.preflight(&util::read(&dtb)?)
+                    .map_err(|e| format!("pre-flight: {e}"))?;
+                qemu::run_captured(&sc, &images.hypervisor, &dtb, &log)
+            }) {
                 Ok(out) => check(&sc, &out),
                 Err(e) => vec![e],
             };
@@ -326,4 +332,50 @@ pub fn run(images: &Images, gics: &[Gic], only: Option<&str>) -> Result<(usize, 
     }
     println!("{passed} passed, {failed} failed");
     Ok((passed, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario's generated host DTB (QEMU dump + dom0less nodes,
+    /// compiled with dtc) is accepted by the hypervisor's configuration
+    /// parser, and the bad-configuration domain is refused. Needs
+    /// qemu-system-aarch64 and dtc, like every e2e run.
+    #[test]
+    fn generated_boot_dtbs_pass_preflight() {
+        let images = Images {
+            hypervisor: util::artifacts().join("tessel.bin"),
+            // Any file will do: only its size goes into the module node.
+            test_guest: util::root().join("Cargo.toml"),
+        };
+        for gic in [Gic::V2, Gic::V3] {
+            let all = scenarios(gic, &images).unwrap();
+            assert_eq!(all.len(), 5);
+            for sc in all {
+                let dtb = qemu::make_dtb(&sc).unwrap();
+                sc.preflight(&util::read(&dtb).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", sc.name));
+            }
+        }
+    }
+
+    #[test]
+    fn expectations_name_every_check() {
+        let e = guest_expect(&GuestSpec {
+            name: "d",
+            modes: "basic,smp,direct-map",
+            cpus: 2,
+            bank: Some(BANK_A),
+            forbid: vec![HOLE],
+        });
+        for want in [
+            "d: PASS cpu-on",
+            "d: PASS ram-1to1",
+            "d: PASS forbidden@0x30000000",
+            "d: DONE",
+        ] {
+            assert!(e.iter().any(|x| x == want), "{want} missing from {e:?}");
+        }
+    }
 }

@@ -87,11 +87,10 @@ pub struct Captured {
     pub exited: bool,
 }
 
-/// Runs `sc` with the console captured into `log`, killing QEMU after the
+/// Runs `sc` booting `dtb` with the console captured into `log`, killing QEMU after the
 /// scenario's timeout.
-pub fn run_captured(sc: &Scenario, hypervisor: &Path, log: &Path) -> Result<Captured> {
-    let dtb = make_dtb(sc)?;
-    let mut cmd = command(sc, hypervisor, &dtb);
+pub fn run_captured(sc: &Scenario, hypervisor: &Path, dtb: &Path, log: &Path) -> Result<Captured> {
+    let mut cmd = command(sc, hypervisor, dtb);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

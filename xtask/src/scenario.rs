@@ -93,6 +93,8 @@ pub struct Scenario {
     pub forbid: Vec<String>,
     /// Whether QEMU must exit by itself (clean power-off) before the timeout.
     pub expect_shutdown: bool,
+    /// Domains whose configuration the hypervisor must refuse.
+    pub expect_refused: Vec<String>,
 }
 
 /// `reg`-style pair of 2-cell values.
@@ -142,6 +144,30 @@ impl Scenario {
             }
         }
         args
+    }
+
+    /// Checks the generated DTB with the hypervisor's configuration parser:
+    /// the domains listed in `expect_refused` are refused, all others valid.
+    pub fn preflight(&self, dtb: &[u8]) -> Result<(), String> {
+        let cfg = tessel_config::parse(dtb).map_err(|e| format!("host DTB refused: {e}"))?;
+        if cfg.domains.len() != self.domains.len() {
+            return Err(format!(
+                "parser found {} domains, scenario has {}",
+                cfg.domains.len(),
+                self.domains.len()
+            ));
+        }
+        for (d, parsed) in self.domains.iter().zip(&cfg.domains) {
+            let refused = self.expect_refused.contains(&d.name);
+            match (parsed, refused) {
+                (Ok(_), false) | (Err(_), true) => {}
+                (Ok(_), true) => {
+                    return Err(format!("domain {} was expected to be refused", d.name));
+                }
+                (Err(e), false) => return Err(format!("domain {} refused: {e}", d.name)),
+            }
+        }
+        Ok(())
     }
 
     /// DTS source to append to QEMU's decompiled tree: re-opens `/chosen`
@@ -222,6 +248,7 @@ mod tests {
             expect: vec![],
             forbid: vec![],
             expect_shutdown: true,
+            expect_refused: vec![],
         };
         let dts = sc.chosen_dts();
         assert!(dts.contains("dom1 {"));
