@@ -2,7 +2,8 @@
 //! from the captured console.
 //!
 //! Host memory plan on QEMU `virt` with 2 GiB of RAM (0x4000_0000..0xC000_0000):
-//! QEMU puts its DTB at 0x4000_0000 and the hypervisor just above; guest
+//! QEMU loads the hypervisor at 0x4020_0000 and its DTB 128 MiB above RAM
+//! base (0x4800_0000); guest
 //! images are loaded at [`MODULE_BASE`] + 16 MiB × n; static banks of
 //! direct-mapped domains are 64 MiB each from [`BANK_A`].
 
@@ -14,7 +15,7 @@ use crate::scenario::{Domain, Gic, Module, Scenario};
 use crate::util::{self, Result};
 
 /// Load address of the first guest image.
-pub const MODULE_BASE: u64 = 0x4800_0000;
+pub const MODULE_BASE: u64 = 0x5000_0000;
 /// Spacing between guest images.
 pub const MODULE_STRIDE: u64 = 0x100_0000;
 /// First static bank.
