@@ -6,6 +6,9 @@
  *   - PSCI_VERSION over HVC;
  *   - that a load from an address the domain does not own comes back as a
  *     synchronous external abort on the guest's own EL1 vector;
+ *   - console input: it polls the vPL011 for a while and echoes the first
+ *     byte typed on the host console (only the domain with the input focus
+ *     gets it);
  * and ends with PSCI SYSTEM_OFF, after which Tessel powers the machine off.
  */
     .text
@@ -50,6 +53,22 @@ no_abort:
     adr     x1, msg_nosea
     bl      puts
 off:
+    /* Poll UARTFR.RXFE (bit 4) for a bounded time, echo one byte. */
+    movz    x5, #0x10, lsl #16              /* 1 M polls (each one traps) */
+3:  ldr     w6, [x19, #0x18]
+    tbz     w6, #4, 4f
+    subs    x5, x5, #1
+    b.ne    3b
+    adr     x1, msg_noinput
+    bl      puts
+    b       5f
+4:  ldr     w7, [x19]
+    adr     x1, msg_input
+    bl      puts
+    strb    w7, [x19]
+    mov     w2, #'\n'
+    strb    w2, [x19]
+5:
     movz    w0, #0x0008
     movk    w0, #0x8400, lsl #16            /* SYSTEM_OFF */
     hvc     #0
@@ -83,4 +102,6 @@ msg_hello:  .asciz "smoke guest: hello from EL1\n"
 msg_psci:   .asciz "smoke guest: PSCI version "
 msg_sea:    .asciz "smoke guest: unmapped load raised a synchronous external abort\n"
 msg_nosea:  .asciz "smoke guest: FAIL: unmapped load did not abort\n"
+msg_input:  .asciz "smoke guest: received input: "
+msg_noinput: .asciz "smoke guest: no console input\n"
 msg_alive:  .asciz "smoke guest: FAIL: still running after SYSTEM_OFF\n"

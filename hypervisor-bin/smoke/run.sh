@@ -71,6 +71,8 @@ DTS
 	printf '\t};\n};\n'
 } >> "$out/host.dts"
 dtc -q -I dts -O dtb -o "$out/tessel.dtb" "$out/host.dts"
+# INPUT=text is typed on the host console a few seconds after boot.
+{ if [ -n "${INPUT:-}" ]; then sleep "${INPUT_DELAY:-4}"; printf "%s" "$INPUT"; fi; } |
 timeout ${TIMEOUT:-30} qemu-system-aarch64 -M "$machine" -cpu "$cpu" -smp 4 -m 2G -nographic \
     -kernel "$bin" -dtb "$out/tessel.dtb" \
     $loaders ${QEMU_EXTRA:-}
