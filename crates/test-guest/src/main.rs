@@ -5,7 +5,7 @@
 //! conduit, and runs the checks selected on the command line:
 //!
 //! ```text
-//! tessel-test=MODE[,MODE...]  basic | smp | direct-map | forbidden | hostile
+//! tessel-test=MODE[,MODE...]  basic | smp | direct-map | forbidden | hostile | soak
 //! tessel-name=NAME            prefix of every output line ("NAME: PASS sgi")
 //! tessel-bank=0xADDR          direct-map: expected start of the memory node
 //! tessel-forbid=0xA,0xB       forbidden: addresses whose access must fault
@@ -14,7 +14,8 @@
 //! Each check prints `NAME: PASS <check>` or `NAME: FAIL <check>: <why>`,
 //! then the guest prints `NAME: DONE` and calls PSCI SYSTEM_OFF. Checks:
 //! `console`, `dtb`, `gic`, `sgi` (self-SGI), `timer` (virtual timer PPI
-//! 27), and by mode `cpu-on`, `ram-1to1`, `forbidden@0xADDR`, `hostile`.
+//! 27), and by mode `cpu-on`, `ram-1to1`, `forbidden@0xADDR`, `hostile`,
+//! `soak` (SGI + timer rounds for 4 s, e.g. beside a hostile domain).
 //!
 //! Build with `cargo xtask build` (it adds `-C relocation-model=pie` and
 //! `+strict-align`: the MMU stays off, so all data accesses are Device
@@ -178,6 +179,9 @@ extern "C" fn guest_main(dtb_addr: u64) -> ! {
     if let Some(gic) = gic {
         check_sgi(&gic);
         check_timer();
+        if args.has("soak") {
+            soak(&gic);
+        }
     }
     if args.has("direct-map") {
         check_direct_map(&info, &args);
@@ -303,6 +307,34 @@ fn check_timer() {
         );
     }
     write_sysreg!("cntv_ctl_el0", 0);
+}
+
+/// Keeps taking SGIs and timer interrupts for a few seconds (while a
+/// hostile neighbour runs): every round must complete.
+fn soak(gic: &Gic) {
+    const SECONDS: u64 = 4;
+    let freq = arch::cntfrq();
+    let end = arch::cntvct().saturating_add(freq * SECONDS);
+    let mut rounds = 0u32;
+    while arch::cntvct() < end {
+        let (sgis, timers) = (
+            SGI_HITS.load(Ordering::Acquire),
+            TIMER_HITS.load(Ordering::Acquire),
+        );
+        gic.self_sgi();
+        write_sysreg!("cntv_tval_el0", freq / 1000);
+        write_sysreg!("cntv_ctl_el0", 1);
+        let ok = arch::wait_for(500, || {
+            SGI_HITS.load(Ordering::Acquire) > sgis && TIMER_HITS.load(Ordering::Acquire) > timers
+        });
+        if !ok {
+            say!("FAIL soak: round {rounds}: SGI or timer interrupt not received within 500 ms");
+            write_sysreg!("cntv_ctl_el0", 0);
+            return;
+        }
+        rounds += 1;
+    }
+    say!("PASS soak: {rounds} rounds of SGI + timer interrupts in {SECONDS} s");
 }
 
 fn check_direct_map(info: &fdt::Info<'_>, args: &Args<'_>) {
