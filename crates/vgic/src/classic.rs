@@ -17,7 +17,7 @@ use crate::{NR_PRIVATE, PPI_BASE};
 pub type ClassicVgic = Emulator<Classic>;
 
 /// Configuration of 32 consecutive interrupts (Xen's `vgic_irq_rank`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 struct Rank {
     /// Enable bits, one per interrupt.
     ienable: u32,
@@ -29,18 +29,6 @@ struct Rank {
     route: [u64; 32],
     /// Resolved target vCPU per interrupt.
     target: [Option<u16>; 32],
-}
-
-impl Default for Rank {
-    fn default() -> Self {
-        Self {
-            ienable: 0,
-            icfg: [0; 2],
-            priority: [0; 32],
-            route: [0; 32],
-            target: [None; 32],
-        }
-    }
 }
 
 bitflags! {

@@ -321,7 +321,7 @@ impl<B: Backend> Emulator<B> {
     }
 
     fn check_align(off: u64, size: AccessSize) -> Result<(), VgicError> {
-        if off % size.bytes() != 0 {
+        if !off.is_multiple_of(size.bytes()) {
             Err(bad("unaligned", off, size))
         } else {
             Ok(())
