@@ -26,6 +26,9 @@ for gic in 2 3; do
 		"(domU1) smoke guest: PSCI version 1.1" \
 		"(domU1) smoke guest: unmapped load raised a synchronous external abort" \
 		"(domU2) smoke guest: unmapped load raised a synchronous external abort" \
+		"(domU2) smoke guest: passthrough device answered" \
+		"(domU1) smoke guest: no passthrough device" \
+		"MMIO 0xa003000+0x1000 at guest 0xa003000+0x1000" \
 		"(domU1) smoke guest: received input: k" \
 		"(domU2) smoke guest: no console input" \
 		"domain domU1 stopped: powered off" \

@@ -6,6 +6,9 @@
  *   - PSCI_VERSION over HVC;
  *   - that a load from an address the domain does not own comes back as a
  *     synchronous external abort on the guest's own EL1 vector;
+ *   - passthrough: a load from the virtio-mmio page at 0x0a003000 returns
+ *     the device's magic "virt" in the domain the device is assigned to,
+ *     and aborts elsewhere;
  *   - console input: it polls the vPL011 for a while and echoes the first
  *     byte typed on the host console (only the domain with the input focus
  *     gets it);
@@ -53,6 +56,24 @@ no_abort:
     adr     x1, msg_nosea
     bl      puts
 off:
+    mov     x21, #0
+    movz    x3, #0x0a00, lsl #16
+    add     x3, x3, #0x3000                 /* virtio-mmio device 24 */
+    ldr     w4, [x3]
+    cbnz    x21, 6f
+    movz    w5, #0x6976
+    movk    w5, #0x7472, lsl #16            /* "virt" */
+    cmp     w4, w5
+    b.ne    7f
+    adr     x1, msg_pt
+    bl      puts
+    b       8f
+6:  adr     x1, msg_nopt
+    bl      puts
+    b       8f
+7:  adr     x1, msg_badpt
+    bl      puts
+8:
     /* Poll UARTFR.RXFE (bit 4) for a bounded time, echo one byte. */
     movz    x5, #0x10, lsl #16              /* 1 M polls (each one traps) */
 3:  ldr     w6, [x19, #0x18]
@@ -102,6 +123,9 @@ msg_hello:  .asciz "smoke guest: hello from EL1\n"
 msg_psci:   .asciz "smoke guest: PSCI version "
 msg_sea:    .asciz "smoke guest: unmapped load raised a synchronous external abort\n"
 msg_nosea:  .asciz "smoke guest: FAIL: unmapped load did not abort\n"
+msg_pt:     .asciz "smoke guest: passthrough device answered\n"
+msg_nopt:   .asciz "smoke guest: no passthrough device\n"
+msg_badpt:  .asciz "smoke guest: FAIL: passthrough device returned a wrong magic\n"
 msg_input:  .asciz "smoke guest: received input: "
 msg_noinput: .asciz "smoke guest: no console input\n"
 msg_alive:  .asciz "smoke guest: FAIL: still running after SYSTEM_OFF\n"

@@ -5,7 +5,8 @@
 #   initramfs) in domU1 instead of the smoke guest (256 MiB, VCPUS vCPUs).
 #   GIC version, QEMU CPU model, and how many domains (1, or 3: domU1 with
 #   one vCPU, domU2 with two, and domU3 asking for more vCPUs than are left,
-#   which Tessel must refuse).
+#   which Tessel must refuse). With 3 domains, domU2 is also given the
+#   virtio-mmio page at 0x0a003000 and its SPI by a partial device tree.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$1; gic=${2:-3}; cpu=${3:-cortex-a57}; ndom=${4:-1}
@@ -37,8 +38,42 @@ fi
 machine="virt,virtualization=on,gic-version=$gic"
 qemu-system-aarch64 -M "$machine,dumpdtb=$out/host.dtb" -cpu "$cpu" -smp 4 -m 2G -nographic >/dev/null
 dtc -q -I dtb -O dts "$out/host.dtb" > "$out/host.dts"
+paddr=0x45000000
+if [ "$ndom" -gt 1 ]; then
+	# Mark the device for passthrough in the host DT and describe it in a
+	# partial DT for domU2.
+	sed -i 's|^\(\t*\)virtio_mmio@a003000 {|&\n\1\txen,passthrough;|' "$out/host.dts"
+	cat > "$out/partial.dts" <<PDTS
+/dts-v1/;
+/ {
+	#address-cells = <2>;
+	#size-cells = <2>;
+	passthrough {
+		compatible = "simple-bus";
+		ranges;
+		#address-cells = <2>;
+		#size-cells = <2>;
+		virtio@a003000 {
+			compatible = "virtio,mmio";
+			reg = <0x0 0xa003000 0x0 0x200>;
+			interrupt-parent = <65000>;
+			interrupts = <0x0 0x28 0x1>;
+			xen,reg = <0x0 0xa003000 0x0 0x1000 0x0 0xa003000>;
+			xen,path = "/virtio_mmio@a003000";
+			xen,force-assign-without-iommu;
+		};
+	};
+};
+PDTS
+	dtc -q -I dts -O dtb -o "$out/partial.dtb" "$out/partial.dts"
+	psize=$(stat -c %s "$out/partial.dtb")
+	loaders="$loaders -device loader,file=$out/partial.dtb,addr=$paddr,force-raw=on"
+fi
 domain() { # name cpus bank
 	ramdisk=
+	if [ "$1" = domU2 ]; then
+		ramdisk="module@$paddr { compatible = \"multiboot,device-tree\", \"multiboot,module\"; reg = <0x0 $paddr 0x0 $psize>; };"
+	fi
 	if [ -n "${INITRD:-}" ] && [ "$1" = domU1 ]; then
 		ramdisk="module@$iaddr { compatible = \"multiboot,ramdisk\", \"multiboot,module\"; reg = <0x0 $iaddr 0x0 $isize>; };"
 	fi

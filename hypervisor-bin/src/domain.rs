@@ -12,6 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{BootConfig, DomainConfig};
+use tessel_passthrough::{Assignment, DomainRequest, HostView, Registry};
 use tessel_stage2::{Attrs, MapError, Stage2Config};
 use tessel_trap::{DomainState, VcpuTable};
 use tessel_vgic::{HostGic, Model, VcpuId, Vgic, VgicConfig, VgicLayout, VirtualGic};
@@ -82,6 +83,8 @@ pub struct Domain {
     pub initrd: Option<GuestRange>,
     /// Size of the generated DTB.
     pub dtb_size: u64,
+    /// Devices given to the domain (MMIO mappings and SPIs).
+    pub devices: Assignment,
     /// State shared by the domain's vCPUs.
     pub rt: SpinLock<DomainRt>,
 }
@@ -115,6 +118,8 @@ pub enum BuildError {
     VgicConfig(tessel_vgic::ConfigError),
     /// The vGIC refused a set-up step.
     Vgic(tessel_vgic::VgicError),
+    /// A passthrough device could not be assigned.
+    Passthrough(tessel_passthrough::AssignError),
     /// No VMID left for this domain.
     Vmid(tessel_stage2::ConfigError),
     /// The kernel module is not a loadable arm64 Image.
@@ -141,6 +146,7 @@ impl core::fmt::Display for BuildError {
             Self::Map(e) => write!(f, "stage 2: {e}"),
             Self::Uart(e) => write!(f, "{e}"),
             Self::Vmid(e) => write!(f, "{e}"),
+            Self::Passthrough(e) => write!(f, "{e}"),
             Self::VgicConfig(e) => write!(f, "vGIC: {e}"),
             Self::Vgic(e) => write!(f, "vGIC: {e}"),
             Self::Kernel(e) => write!(f, "kernel: {e}"),
@@ -201,6 +207,7 @@ pub fn build(
     host: &HostFacts,
     free: &mut [bool; MAX_CPUS],
     console: &mut tessel_vpl011::console::Console,
+    pt: &mut Passthrough<'_>,
 ) -> Result<Domain, BuildError> {
     if !cfg.direct_map || cfg.static_mem.is_empty() {
         return Err(BuildError::Unsupported(
@@ -306,7 +313,8 @@ pub fn build(
     let kernel_range = loaded.kernel;
     let initrd_range = loaded.initrd;
 
-    let vgic = build_vgic(cfg, host)?;
+    let mut vgic = build_vgic(cfg, host)?;
+    let devices = assign_devices(cfg, &mut s2, &mut vgic, uart_cfg.as_ref(), pt)?;
 
     let uart = uart_cfg.map(|config| DomainUart {
         config,
@@ -326,6 +334,7 @@ pub fn build(
         kernel: kernel_range,
         initrd: initrd_range,
         dtb_size: dtb_bytes.len() as u64,
+        devices,
         rt: SpinLock::new(DomainRt {
             state: DomainState::default(),
             power: VcpuTable::new(cfg.cpus as usize),
@@ -334,6 +343,53 @@ pub fn build(
             uart_line: false,
         }),
     })
+}
+
+/// What device assignment needs: the claims so far and the host DT.
+pub struct Passthrough<'a> {
+    /// Who owns which host range and SPI.
+    pub registry: Registry,
+    /// The host device tree and GIC.
+    pub view: HostView<'a>,
+}
+
+/// Gives the domain the devices its partial device tree asks for: their
+/// MMIO mapped in stage 2 as Device memory, their SPIs backed by the
+/// physical ones in the vGIC (virq == pirq, deactivated by the guest).
+fn assign_devices(
+    cfg: &DomainConfig,
+    s2: &mut DomainStage2,
+    vgic: &mut Vgic,
+    uart: Option<&Vpl011Config>,
+    pt: &mut Passthrough<'_>,
+) -> Result<Assignment, BuildError> {
+    let Some(dt) = cfg.device_tree.as_ref().filter(|_| cfg.passthrough) else {
+        return Ok(Assignment::default());
+    };
+    let request = DomainRequest {
+        name: &cfg.name,
+        direct_mapped: cfg.direct_map,
+        nr_spis: vgic.nr_spis() as u32,
+        vpl011_spi: uart.map(|u| u.spi),
+    };
+    let a = pt
+        .registry
+        .assign(&request, module_bytes(dt.range), &pt.view)
+        .map_err(BuildError::Passthrough)?;
+    let result = (|| {
+        for m in &a.mmio {
+            s2.map(m.guest_range(), m.host.start, Attrs::DEVICE)?;
+        }
+        for &irq in &a.irqs {
+            vgic.map_hw(VcpuId(0), irq, irq).map_err(BuildError::Vgic)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        pt.registry.release(&cfg.name);
+        return Err(e);
+    }
+    Ok(a)
 }
 
 /// The vGIC of a direct-mapped domain: the host's frames, as many SPIs as
@@ -512,6 +568,7 @@ pub fn build_all(
     boot: &BootConfig,
     host: &HostFacts,
     console: &mut tessel_vpl011::console::Console,
+    pt: &mut Passthrough<'_>,
 ) -> Vec<Domain> {
     let mut free = [false; MAX_CPUS];
     for f in free.iter_mut().take(host.pcpus) {
@@ -522,7 +579,7 @@ pub fn build_all(
         println!("domain refused: {e}");
     }
     for cfg in boot.valid_domains() {
-        match build(out.len(), cfg, host, &mut free, console) {
+        match build(out.len(), cfg, host, &mut free, console, pt) {
             Ok(d) => {
                 report(&d, cfg);
                 out.push(d);
@@ -574,5 +631,17 @@ fn report(d: &Domain, cfg: &DomainConfig) {
     );
     if let Some(u) = &rt.uart {
         println!("  vpl011 at {} SPI {}", u.config.range(), u.config.spi);
+    }
+    for dev in &d.devices.devices {
+        println!("  device {dev}");
+    }
+    for m in &d.devices.mmio {
+        println!("    MMIO {} at guest {}", m.host, m.guest_range());
+    }
+    for irq in &d.devices.irqs {
+        println!("    SPI {irq} (hardware-mapped)");
+    }
+    for w in &d.devices.warnings {
+        println!("  warning: {w}");
     }
 }

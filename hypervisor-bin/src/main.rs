@@ -193,8 +193,8 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
     GIC.set(gic);
     let gic = GIC.get().ok_or("GIC not recorded")?;
     gic.init_cpu()?;
-    gic.enable(irq::HYP_TIMER_PPI, 0, true);
-    gic.enable(irq::SGI_KICK, 0, false);
+    gic.enable(irq::HYP_TIMER_PPI, 0, Some(true));
+    gic.enable(irq::SGI_KICK, 0, Some(false));
     enable_irqs();
 
     // Self-test of the interrupt path: one EL2 timer tick.
@@ -211,7 +211,7 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
 
     let uart_irq = irq::UART_IRQ.load(Ordering::Relaxed);
     if uart_irq != u32::MAX {
-        gic.enable(uart_irq, 0, true);
+        gic.enable(uart_irq, 0, Some(true));
         if let Some(u) = console::CONSOLE.lock().as_ref() {
             u.enable_rx_irq();
         }
@@ -240,6 +240,42 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
     Ok(online)
 }
 
+/// Host regions no domain may be given: RAM (domains get RAM only through
+/// `xen,static-mem`), and the GIC and console frames the hypervisor keeps.
+fn kept_regions(
+    host: &tessel_config::HostPlatform,
+) -> alloc::vec::Vec<tessel_passthrough::Forbidden> {
+    use alloc::string::String;
+    use tessel_passthrough::Forbidden;
+    let mut out = alloc::vec::Vec::new();
+    let mut keep = |name: &str, range: tessel_addr::HostRange| {
+        out.push(Forbidden {
+            name: String::from(name),
+            range,
+        })
+    };
+    for r in &host.ram {
+        keep("RAM", *r);
+    }
+    keep("GIC distributor", host.gic.gicd);
+    for r in &host.gic.redistributors {
+        keep("GIC redistributors", *r);
+    }
+    for (name, r) in [
+        ("GIC CPU interface", host.gic.gicc),
+        ("GIC virtual interface control", host.gic.gich),
+        ("GIC virtual CPU interface", host.gic.gicv),
+    ] {
+        if let Some(r) = r {
+            keep(name, r);
+        }
+    }
+    if let Some(u) = &host.console {
+        keep("console UART", u.mmio);
+    }
+    out
+}
+
 /// Secondary CPU entry from `boot.rs` (MMU off, stack set).
 #[unsafe(no_mangle)]
 extern "C" fn secondary_main(cpu: u64) -> ! {
@@ -250,7 +286,7 @@ extern "C" fn secondary_main(cpu: u64) -> ! {
         println!("CPU{cpu}: {e}");
         halt();
     }
-    gic.enable(irq::SGI_KICK, cpu as usize, false);
+    gic.enable(irq::SGI_KICK, cpu as usize, Some(false));
     println!("CPU{cpu} up (MPIDR {:#x})", mpidr());
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     enable_irqs();
@@ -292,7 +328,22 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
         gic_spis: GIC.get().map_or(0, |g| g.num_irqs().saturating_sub(32)),
     };
     let mut mux = tessel_vpl011::console::Console::new();
-    let domains = domain::build_all(&boot, &host, &mut mux);
+    let dt = match tessel_config::fdt::DeviceTree::parse(blob) {
+        Ok(dt) => dt,
+        Err(e) => {
+            println!("fatal: host device tree: {e}");
+            psci::system_off();
+        }
+    };
+    let mut pt = domain::Passthrough {
+        registry: tessel_passthrough::Registry::new(kept_regions(&boot.host)),
+        view: tessel_passthrough::HostView {
+            dt: &dt,
+            gic_path: &boot.host.gic.path,
+            has_iommu: boot.host.has_iommu,
+        },
+    };
+    let domains = domain::build_all(&boot, &host, &mut mux, &mut pt);
     if domains.is_empty() {
         println!("no domain to run; powering off");
         psci::system_off();
@@ -304,6 +355,7 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
     *vcpu::MUX.lock() = Some(mux);
     vcpu::assign(&domains);
     vcpu::DOMAINS.set(domains);
+    vcpu::route_device_irqs();
     vcpu::start_domains();
     vcpu::idle_loop()
 }

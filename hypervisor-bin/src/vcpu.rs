@@ -161,8 +161,8 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
     crate::gic::enter_guest_cpu_interface();
     if let Some(gic) = GIC.get() {
         let me = this_cpu();
-        gic.enable(crate::gic::VTIMER_PPI, me, true);
-        gic.enable(crate::gic::MAINTENANCE_PPI, me, true);
+        gic.enable(crate::gic::VTIMER_PPI, me, Some(true));
+        gic.enable(crate::gic::MAINTENANCE_PPI, me, Some(true));
     }
     if let Some(mut lrs) = HwLrs::this_cpu() {
         for i in 0..lrs.count() {
@@ -619,15 +619,55 @@ pub fn console_input() {
     }
 }
 
-/// Forwards `irq` to the guest that owns it, if any. The virtual timer PPI
-/// goes to the vCPU running here, as a hardware interrupt: the guest's
-/// deactivation completes it, so the caller must not deactivate it.
-pub fn forward_irq(irq: u32) -> bool {
-    if irq != crate::gic::VTIMER_PPI {
-        return false;
+/// Routes every passthrough SPI to the pCPU of its domain's vCPU0 and
+/// enables it (trigger as the firmware left it).
+pub fn route_device_irqs() {
+    let (Some(domains), Some(gic)) = (DOMAINS.get(), GIC.get()) else {
+        return;
+    };
+    for dom in domains {
+        let Some(&p) = dom.vcpu_pcpu.first() else {
+            continue;
+        };
+        for &irq in &dom.devices.irqs {
+            gic.enable(irq, p, None);
+        }
     }
-    let Some((dom, _, vcpu)) = current() else {
+}
+
+/// Forwards `irq` to the guest that owns it, if any: the virtual timer PPI
+/// to the vCPU running here, a passthrough SPI to its domain's vGIC. Both
+/// are hardware-mapped: the guest's deactivation completes them, so the
+/// caller must not deactivate them (returns `true`).
+pub fn forward_irq(irq: u32) -> bool {
+    if irq == crate::gic::VTIMER_PPI {
+        let Some((dom, _, vcpu)) = current() else {
+            return false;
+        };
+        return dom.rt.lock().vgic.inject(VcpuId(vcpu), irq).is_ok();
+    }
+    let Some(domains) = DOMAINS.get() else {
         return false;
     };
-    dom.rt.lock().vgic.inject(VcpuId(vcpu), irq).is_ok()
+    let Some(dom) = domains.iter().find(|d| d.devices.irqs.contains(&irq)) else {
+        return false;
+    };
+    let mut rt = dom.rt.lock();
+    if rt.state.is_stopped() {
+        drop(rt);
+        if let Some(gic) = GIC.get() {
+            gic.disable(irq);
+        }
+        return false;
+    }
+    match rt.vgic.inject(VcpuId(0), irq) {
+        Ok(target) => {
+            drop(rt);
+            let mut k = Kicks::NONE;
+            k.add_opt(target);
+            kick(dom, k);
+            true
+        }
+        Err(_) => false,
+    }
 }

@@ -91,8 +91,9 @@ impl Gic {
     }
 
     /// Enables interrupt `irq`; an SPI is routed to CPU `target`, an SGI or
-    /// PPI is enabled on the calling CPU.
-    pub fn enable(&self, irq: u32, target: usize, level: bool) {
+    /// PPI is enabled on the calling CPU. `level` sets an SPI's trigger
+    /// (level or edge); `None` leaves it as configured.
+    pub fn enable(&self, irq: u32, target: usize, level: Option<bool>) {
         match self {
             Gic::V2(g) => g.enable(irq, target, level),
             Gic::V3(g) => g.enable(irq, target, level),

@@ -107,7 +107,7 @@ impl GicV2 {
     }
 
     /// Enables `irq`.
-    pub fn enable(&self, irq: u32, target: usize, level: bool) {
+    pub fn enable(&self, irq: u32, target: usize, level: Option<bool>) {
         if irq >= self.num_irqs {
             return;
         }
@@ -121,10 +121,10 @@ impl GicV2 {
             let reg = GICD_ICFGR + (irq / 16) as usize * 4;
             let shift = (irq % 16) * 2 + 1;
             let cfg = self.dist.read32(reg);
-            let cfg = if level {
-                cfg & !(1 << shift)
-            } else {
-                cfg | (1 << shift)
+            let cfg = match level {
+                Some(true) => cfg & !(1 << shift),
+                Some(false) => cfg | (1 << shift),
+                None => cfg,
             };
             self.dist.write32(reg, cfg);
         }
