@@ -96,9 +96,9 @@ impl fmt::Write for Uart {
 
 /// GICD_CTLR (IHI 0048B 4.3.1 / IHI 0069 12.9.4).
 const GICD_CTLR: u64 = 0x000;
-/// GICD_ISENABLER<n> (IHI 0048B 4.3.5).
+/// `GICD_ISENABLER<n>` (IHI 0048B 4.3.5).
 const GICD_ISENABLER: u64 = 0x100;
-/// GICD_IPRIORITYR<n> (IHI 0048B 4.3.11).
+/// `GICD_IPRIORITYR<n>` (IHI 0048B 4.3.11).
 const GICD_IPRIORITYR: u64 = 0x400;
 /// GICD_SGIR (IHI 0048B 4.3.15): GICv2 SGI generation.
 const GICD_SGIR: u64 = 0xf00;
