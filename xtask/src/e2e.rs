@@ -124,7 +124,8 @@ fn scenario(
         domains,
         timeout_secs: 60,
         expect: guests.iter().flat_map(guest_expect).collect(),
-        forbid: vec![": FAIL ".into()],
+        // A failed check in any guest, or a hypervisor panic.
+        forbid: vec![": FAIL ".into(), "PANIC".into()],
         expect_shutdown: true,
         expect_refused: vec![],
     })
