@@ -46,6 +46,45 @@ const HCR_GUEST: u64 = (1 << 0)
     | (1 << 19)
     | (1 << 31);
 
+/// HCR_EL2.APK (bit 40) and API (bit 41): let the guest use pointer
+/// authentication keys and instructions without trapping (its keys stay in
+/// the hardware: the pCPU runs no other vCPU).
+const HCR_PAUTH: u64 = (1 << 40) | (1 << 41);
+
+/// CPTR_EL2 with E2H == 0 (DDI 0487, D23.2.33): RES1 bits [7:0], 9, 13;
+/// TSM (12) set, so SME traps (or RES1 without SME); TZ (8) and TFP (10)
+/// clear, so the guest owns FP/SIMD and SVE (EL2 is soft-float).
+const CPTR_GUEST: u64 = 0xff | (1 << 9) | (1 << 12) | (1 << 13);
+
+/// Extra HCR_EL2 bits for the features this CPU implements.
+fn hcr_features() -> u64 {
+    let isar1: u64;
+    let isar2: u64;
+    // SAFETY: reading ID registers has no side effects.
+    unsafe {
+        asm!("mrs {}, id_aa64isar1_el1", "mrs {}, S3_0_C0_C6_2",
+             out(reg) isar1, out(reg) isar2, options(nomem, nostack))
+    };
+    // APA [7:4], API [11:8], GPA [27:24], GPI [31:28] of ID_AA64ISAR1_EL1;
+    // APA3 [15:12], GPA3 [11:8] of ID_AA64ISAR2_EL1.
+    let pauth = isar1 & 0xff00_0ff0 != 0 || isar2 & 0xff00 != 0;
+    if pauth { HCR_PAUTH } else { 0 }
+}
+
+/// Gives the guest SVE at the largest vector length, when implemented.
+fn enable_sve_for_guest() {
+    let pfr0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64pfr0_el1", out(reg) pfr0, options(nomem, nostack)) };
+    // SAFETY: CPTR_EL2 only controls traps of the guest's FP/SVE use.
+    unsafe { asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_GUEST, options(nostack)) };
+    if (pfr0 >> 32) & 0xf != 0 {
+        // SAFETY: ZCR_EL2 (S3_4_C1_C2_0) exists with SVE; LEN = 0xf asks
+        // for the largest implemented vector length.
+        unsafe { asm!("msr S3_4_C1_C2_0, {}", "isb", in(reg) 0xfu64, options(nostack)) };
+    }
+}
+
 /// CNTHCTL_EL2 (DDI 0487, D23.2.29): EL1PCTEN (bit 0) lets the guest read
 /// the physical counter; EL1PCEN (bit 1) clear traps the EL1 physical
 /// timer, which belongs to no guest (guests use the virtual timer).
@@ -154,10 +193,11 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
             vmpidr = in(reg) vmpidr,
             sctlr = in(reg) SCTLR_EL1_RESET,
             cnthctl = in(reg) CNTHCTL_GUEST,
-            hcr = in(reg) HCR_GUEST,
+            hcr = in(reg) HCR_GUEST | hcr_features(),
             options(nostack)
         );
     }
+    enable_sve_for_guest();
     crate::gic::enter_guest_cpu_interface();
     if let Some(gic) = GIC.get() {
         let me = this_cpu();
