@@ -45,8 +45,10 @@ bitflags! {
         const LINE = 1 << 3;
         /// Re-triggered while visible.
         const RELATCHED = 1 << 4;
-        /// Changed by software while visible.
-        const DIRTY = 1 << 5;
+        /// Pending cleared by software while visible.
+        const PENDING_DIRTY = 1 << 5;
+        /// Active changed by software while visible.
+        const ACTIVE_DIRTY = 1 << 6;
     }
 }
 
@@ -166,7 +168,8 @@ impl Backend for Classic {
             lr_source: p.lr_source,
             in_lr: p.status.contains(Status::VISIBLE),
             relatched: p.status.contains(Status::RELATCHED),
-            sw_dirty: p.status.contains(Status::DIRTY),
+            sw_pending_dirty: p.status.contains(Status::PENDING_DIRTY),
+            sw_active_dirty: p.status.contains(Status::ACTIVE_DIRTY),
         }
     }
 
@@ -205,7 +208,8 @@ impl Backend for Classic {
         s.set(Status::VISIBLE, st.in_lr);
         s.set(Status::LINE, st.line_level);
         s.set(Status::RELATCHED, st.relatched);
-        s.set(Status::DIRTY, st.sw_dirty);
+        s.set(Status::PENDING_DIRTY, st.sw_pending_dirty);
+        s.set(Status::ACTIVE_DIRTY, st.sw_active_dirty);
         p.status = s;
         p.hw = st.hw;
         p.sgi_sources = st.sgi_sources;

@@ -274,17 +274,19 @@ impl<B: Backend> Emulator<B> {
             && (old.active != st.active
                 || old.sgi_sources != st.sgi_sources
                 || old.pending_latch != st.pending_latch
+                || old.relatched != st.relatched
                 || old.enabled != st.enabled
                 || old.priority != st.priority);
         // Software clearing pending or changing active while the interrupt
-        // sits in a list register overrides that list register at sync;
-        // new pending events are carried by `relatched` instead.
-        if old.in_lr
-            && (old.active != st.active
-                || (old.pending_latch && !st.pending_latch)
-                || old.sgi_sources & !st.sgi_sources != 0)
-        {
-            st.sw_dirty = true;
+        // sits in a list register overrides that part of the list register
+        // at sync; new pending events are carried by `relatched` instead.
+        if old.in_lr {
+            if old.active != st.active {
+                st.sw_active_dirty = true;
+            }
+            if (old.pending_latch && !st.pending_latch) || old.sgi_sources & !st.sgi_sources != 0 {
+                st.sw_pending_dirty = true;
+            }
         }
         let owner = self.owner(v, intid, &st);
         self.backend.store(v, intid, st);
@@ -1048,7 +1050,8 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             }
             st.in_lr = true;
             st.relatched = false;
-            st.sw_dirty = false;
+            st.sw_pending_dirty = false;
+            st.sw_active_dirty = false;
             st.lr_source = source;
             self.backend.store(v, intid, st);
             used += 1;
@@ -1085,9 +1088,12 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             st.in_lr = false;
             let lr = if i < n { Some(lrs.read(i)) } else { None };
             match lr {
-                Some(lr) if lr.intid == intid && !st.sw_dirty => {
+                Some(lr) if lr.intid == intid => {
                     let lr_p = lr.state.is_pending();
-                    if self.is_v2_sgi(intid) {
+                    if st.sw_pending_dirty {
+                        // Software cleared it: keep the software view,
+                        // plus any event that arrived afterwards.
+                    } else if self.is_v2_sgi(intid) {
                         if slot.wrote_pending && !lr_p && !st.relatched {
                             st.sgi_sources &= !(1u8 << (st.lr_source & 7));
                         }
@@ -1096,13 +1102,16 @@ impl<B: Backend> VirtualGic for Emulator<B> {
                     } else {
                         st.pending_latch |= st.relatched;
                     }
-                    st.active = lr.state.is_active();
+                    if !st.sw_active_dirty {
+                        st.active = lr.state.is_active();
+                    }
                 }
                 // Software changed it meanwhile (or the LR no longer holds
                 // it): keep the software view.
                 _ => {}
             }
-            st.sw_dirty = false;
+            st.sw_pending_dirty = false;
+            st.sw_active_dirty = false;
             st.relatched = false;
             self.backend.store(v, intid, st);
             if i < n {

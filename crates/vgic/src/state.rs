@@ -38,9 +38,12 @@ pub struct IrqState {
     pub in_lr: bool,
     /// A new edge arrived while the interrupt sat in a list register.
     pub relatched: bool,
-    /// Software changed pending/active while it sat in a list register: the
-    /// software state wins over the list register at the next sync.
-    pub sw_dirty: bool,
+    /// Software cleared the pending state while it sat in a list register:
+    /// the software pending state wins over the list register at sync.
+    pub sw_pending_dirty: bool,
+    /// Software changed the active state while it sat in a list register:
+    /// the software active state wins over the list register at sync.
+    pub sw_active_dirty: bool,
 }
 
 impl IrqState {

@@ -456,6 +456,36 @@ fn active_registers(model: Model, version: GicVersion) {
     assert!(lrs.valid().is_empty());
 }
 
+fn remote_change_to_resident_interrupt(model: Model, version: GicVersion) {
+    let mut g = make(model, version, 2, 32);
+    let mut lrs = FakeLrs::new(4);
+    enable_dist(&mut g);
+    set_edge(&mut g, V0, 40);
+    enable(&mut g, V0, 40);
+    g.inject(V0, 40).unwrap();
+    g.flush(V0, &mut lrs).unwrap();
+    assert_eq!(lrs.ack(), Some(40));
+    // While vCPU 0 runs with 40 active in an LR, vCPU 1 re-pends it, then
+    // clears the pending state: the owner is kicked each time.
+    let k = wr(&mut g, V1, gicd(0x204), Word, 1 << 8);
+    assert!(k.contains(V0));
+    let k = wr(&mut g, V1, gicd(0x284), Word, 1 << 8);
+    assert!(k.contains(V0));
+    g.sync(V0, &mut lrs).unwrap();
+    // The clear wins over the LR's pending view; the LR's active state stays.
+    assert!(!is_pending(&mut g, V0, 40));
+    assert!(is_active(&mut g, V0, 40));
+    // Now vCPU 1 deactivates it while it is resident again.
+    g.flush(V0, &mut lrs).unwrap();
+    assert_eq!(lrs.valid()[0].state, LrStatus::Active);
+    let k = wr(&mut g, V1, gicd(0x384), Word, 1 << 8);
+    assert!(k.contains(V0));
+    g.sync(V0, &mut lrs).unwrap();
+    assert!(!is_active(&mut g, V0, 40), "software deactivation wins");
+    g.flush(V0, &mut lrs).unwrap();
+    assert!(lrs.valid().is_empty());
+}
+
 fn inject_into_idle_vcpu(model: Model, version: GicVersion) {
     let mut g = make(model, version, 2, 32);
     let mut lrs = FakeLrs::new(4);
@@ -588,6 +618,7 @@ for_all!(
     edge_latches_and_relatches,
     active_registers,
     inject_into_idle_vcpu,
+    remote_change_to_resident_interrupt,
     hw_mapped,
     config_registers,
     groups,
