@@ -25,6 +25,45 @@
 //!   (GICv3) or `GICH_LR<n>` (GICv2) registers using the pure encoders in
 //!   [`lr`].
 //!
+//! # Example
+//!
+//! ```
+//! use tessel_addr::{AccessSize, GuestPhysAddr};
+//! use tessel_vgic::{
+//!     GicVersion, ListRegisters, LrState, LrStatus, Model, VcpuId, Vgic, VgicConfig, VgicLayout,
+//!     VirtualGic,
+//! };
+//!
+//! /// Stands in for the real ICH_LR<n>_EL2 registers.
+//! struct Lrs([LrState; 4]);
+//! impl ListRegisters for Lrs {
+//!     fn count(&self) -> usize { self.0.len() }
+//!     fn read(&self, i: usize) -> LrState { self.0[i] }
+//!     fn write(&mut self, i: usize, lr: LrState) { self.0[i] = lr; }
+//!     fn set_underflow_irq(&mut self, _on: bool) {}
+//! }
+//!
+//! let layout = VgicLayout::xen_virtual(GicVersion::V3, 2);
+//! let mut gic = Vgic::new(Model::default(), VgicConfig::new(GicVersion::V3, layout, 2, 64))?;
+//! let v0 = VcpuId(0);
+//! // The guest enables the distributor (EnableGrp1A | ARE_NS) and SPI 40.
+//! gic.mmio_write(v0, GuestPhysAddr(0x0300_1000), AccessSize::Word, 0x12)?;
+//! gic.mmio_write(v0, GuestPhysAddr(0x0300_1104), AccessSize::Word, 1 << 8)?;
+//! // A device model raises its level-sensitive line; SPIs route to vCPU 0
+//! // out of reset, which must be kicked.
+//! assert_eq!(gic.set_line(v0, 40, true)?, Some(v0));
+//! // Before entering vCPU 0:
+//! let mut lrs = Lrs([LrState::INVALID; 4]);
+//! gic.flush(v0, &mut lrs)?;
+//! assert_eq!((lrs.0[0].intid, lrs.0[0].state), (40, LrStatus::Pending));
+//! // After it exits (the guest acknowledged and EOIed it meanwhile):
+//! lrs.0[0].state = LrStatus::Invalid;
+//! gic.sync(v0, &mut lrs)?;
+//! // The line is still high, so the interrupt is pending again.
+//! assert!(gic.has_deliverable(v0));
+//! # Ok::<(), tessel_vgic::VgicError>(())
+//! ```
+//!
 //! # Groups
 //!
 //! The guest runs in the Non-secure state. On GICv3 every interrupt is
