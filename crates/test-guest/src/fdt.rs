@@ -92,6 +92,9 @@ fn cells(data: &[u8], index: usize, n: u32) -> Option<u64> {
 
 /// `reg` entry `i` as (address, size) with 2/2 or 1/1 cells.
 fn reg(data: &[u8], i: usize, ac: u32, sc: u32) -> Option<(u64, u64)> {
+    if ac > 2 || sc > 2 {
+        return None;
+    }
     let stride = (ac + sc) as usize;
     Some((
         cells(data, i * stride, ac)?,
@@ -219,4 +222,61 @@ pub fn parse(dtb: &[u8]) -> Option<Info<'_>> {
     }
     info.uart = uart_by_path.or(uart_by_compat);
     Some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GUEST_V3: &[u8] = include_bytes!("../tests/fixtures/guest-v3.dtb");
+
+    #[test]
+    fn reads_a_tessel_style_guest_tree() {
+        let info = parse(GUEST_V3).unwrap();
+        assert_eq!(info.uart, Some(0x0900_0000));
+        let gic = info.gic.unwrap();
+        assert_eq!((gic.version, gic.gicd), (3, 0x0800_0000));
+        assert_eq!((gic.second, gic.second_size), (0x080a_0000, 0x4_0000));
+        assert_eq!(info.memory, Some((0x6000_0000, 0x400_0000)));
+        assert_eq!(&info.cpus[..info.ncpus], &[0, 1]);
+        assert!(!info.psci_smc);
+        assert_eq!(info.bootargs, "tessel-test=basic,smp tessel-name=dom1");
+    }
+
+    #[test]
+    fn absurd_cell_counts_are_refused() {
+        // Root #address-cells is the first property of the root node.
+        let mut t = GUEST_V3.to_vec();
+        let pos = t.windows(4).position(|w| w == [0, 0, 0, 2]).unwrap();
+        t[pos..pos + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let info = parse(&t);
+        assert!(info.is_none_or(|i| i.memory.is_none()));
+    }
+
+    #[test]
+    fn rejects_bad_magic_and_truncation() {
+        assert!(parse(&[]).is_none());
+        let mut bad = GUEST_V3.to_vec();
+        bad[0] = 0;
+        assert!(parse(&bad).is_none());
+        // Cut inside the structure block: the header's totalsize no longer fits.
+        assert!(parse(&GUEST_V3[..GUEST_V3.len() / 2]).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Corrupting any bytes never panics (the guest has no way to
+        /// report a panic before its UART is known).
+        #[test]
+        fn corrupted_trees_never_panic(edits in proptest::collection::vec((0usize..1255, any::<u8>()), 1..16)) {
+            let mut t = GUEST_V3.to_vec();
+            for (i, b) in edits {
+                if let Some(x) = t.get_mut(i) {
+                    *x = b;
+                }
+            }
+            let _ = parse(&t);
+        }
+    }
 }

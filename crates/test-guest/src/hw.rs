@@ -5,7 +5,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{read_sysreg, write_sysreg};
-use crate::fdt::GicInfo;
+use tessel_test_guest::fdt::GicInfo;
 
 /// 32-bit MMIO read.
 pub fn mmio_read32(addr: u64) -> u32 {
