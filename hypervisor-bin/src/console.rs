@@ -86,6 +86,11 @@ impl Write for Pl011 {
 /// The console, once the DT told us where it is.
 pub static CONSOLE: SpinLock<Option<Pl011>> = SpinLock::new(None);
 
+/// Base address of the console UART, once installed.
+pub fn base() -> Option<u64> {
+    CONSOLE.lock().as_ref().map(|u| u.regs.base())
+}
+
 /// Installs the console.
 pub fn init(uart: Pl011) {
     *CONSOLE.lock() = Some(uart);

@@ -169,7 +169,7 @@ pub struct HostFacts {
     /// The host DTB.
     pub dtb: (u64, u64),
     /// The host GIC (for the GICv2 GICV mapping).
-    pub gic: crate::hostdt::GicInfo,
+    pub gic: tessel_config::GicInfo,
     /// Host console UART (base, size, SPI).
     pub uart: Option<(u64, u64, Option<u32>)>,
     /// Number of online pCPUs.
@@ -262,11 +262,15 @@ pub fn build(
     }
     // GICv2: the guest's GICC is the host GICV (same address as the host
     // GICC for a direct-mapped domain).
-    if let (Some(gicv), crate::hostdt::GicVersion::V2) = (host.gic.gicv, host.gic.version) {
-        let gicc = host.gic.cpu_or_redist;
+    if let (Some(gicv), Some(gicc), tessel_config::GicVersion::V2) =
+        (host.gic.gicv, host.gic.gicc, host.gic.version)
+    {
         s2.map(
-            GuestRange::new(GuestPhysAddr(gicc.0), gicc.1.min(gicv.1)),
-            tessel_addr::HostPhysAddr(gicv.0),
+            GuestRange::new(
+                GuestPhysAddr::identity(gicc.start),
+                gicc.size.min(gicv.size),
+            ),
+            gicv.start,
             Attrs::DEVICE,
         )?;
     }
@@ -399,21 +403,24 @@ fn assign_devices(
 fn build_vgic(cfg: &DomainConfig, host: &HostFacts) -> Result<Vgic, BuildError> {
     let n = cfg.cpus as usize;
     let (version, host_gic) = match host.gic.version {
-        crate::hostdt::GicVersion::V2 => (
+        tessel_config::GicVersion::V2 => (
             tessel_vgic::GicVersion::V2,
             HostGic::V2 {
-                gicd: tessel_addr::HostPhysAddr(host.gic.dist.0),
-                gicc: tessel_addr::HostPhysAddr(host.gic.cpu_or_redist.0),
+                gicd: host.gic.gicd.start,
+                gicc: host
+                    .gic
+                    .gicc
+                    .ok_or(BuildError::Unsupported(
+                        "the host GICv2 has no CPU interface",
+                    ))?
+                    .start,
             },
         ),
-        crate::hostdt::GicVersion::V3 => (
+        tessel_config::GicVersion::V3 => (
             tessel_vgic::GicVersion::V3,
             HostGic::V3 {
-                gicd: tessel_addr::HostPhysAddr(host.gic.dist.0),
-                redists: alloc::vec![tessel_addr::Range::new(
-                    tessel_addr::HostPhysAddr(host.gic.cpu_or_redist.0),
-                    host.gic.cpu_or_redist.1,
-                )],
+                gicd: host.gic.gicd.start,
+                redists: host.gic.redistributors.clone(),
             },
         ),
     };
@@ -529,17 +536,30 @@ fn guest_dt_spec<'a>(
     use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartKind, UartSpec};
     let n = cfg.cpus as usize;
     let gic = match host.gic.version {
-        crate::hostdt::GicVersion::V2 => GicSpec::V2 {
-            gicd: GuestPhysAddr(host.gic.dist.0),
-            gicc: GuestPhysAddr(host.gic.cpu_or_redist.0),
+        tessel_config::GicVersion::V2 => GicSpec::V2 {
+            gicd: GuestPhysAddr::identity(host.gic.gicd.start),
+            gicc: GuestPhysAddr(host.gic.gicc.map_or(0, |c| c.start.0)),
         },
-        crate::hostdt::GicVersion::V3 => GicSpec::V3 {
-            gicd: GuestPhysAddr(host.gic.dist.0),
-            redistributors: alloc::vec![GuestRange::new(
-                GuestPhysAddr(host.gic.cpu_or_redist.0),
-                tessel_guestdt::GICV3_GICR_STRIDE * n as u64,
-            )],
-        },
+        tessel_config::GicVersion::V3 => {
+            // The host regions, in order, until they hold a frame per vCPU.
+            let mut left = n as u64;
+            let mut regions = Vec::new();
+            for r in &host.gic.redistributors {
+                if left == 0 {
+                    break;
+                }
+                let frames = (r.size / tessel_guestdt::GICV3_GICR_STRIDE).min(left);
+                left -= frames;
+                regions.push(GuestRange::new(
+                    GuestPhysAddr::identity(r.start),
+                    frames * tessel_guestdt::GICV3_GICR_STRIDE,
+                ));
+            }
+            GicSpec::V3 {
+                gicd: GuestPhysAddr::identity(host.gic.gicd.start),
+                redistributors: regions,
+            }
+        }
     };
     GuestDtSpec {
         cpus: (0..n).map(tessel_trap::psci::vcpu_mpidr).collect(),

@@ -1,9 +1,11 @@
-//! The host facts the EL2 image needs before anything else runs: where RAM,
-//! the console UART, the GIC and the CPUs are, and which PSCI conduit to use.
+//! The two host facts the EL2 image needs before it has a heap: where RAM
+//! is (to build the EL2 identity map) and where a PL011 is (to report
+//! errors as early as possible).
 //!
 //! This is a small flattened-device-tree walk (Devicetree Specification
-//! v0.4, chapter 5) that works without a heap and with the MMU off. Domain
-//! configuration is parsed separately, by the configuration crate.
+//! v0.4, chapter 5) that works without a heap and with the MMU off.
+//! Everything else (GIC, CPUs, PSCI, timer, console interrupt, domains) is
+//! read afterwards by tessel-config.
 
 use tessel_addr::cells;
 
@@ -48,39 +50,6 @@ impl core::fmt::Display for DtError {
     }
 }
 
-/// GIC generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GicVersion {
-    /// GICv2 with virtualization extensions (GICH/GICV).
-    V2,
-    /// GICv3 with system-register CPU interface.
-    V3,
-}
-
-/// Host GIC description.
-#[derive(Clone, Copy, Debug)]
-pub struct GicInfo {
-    /// Generation.
-    pub version: GicVersion,
-    /// Distributor base.
-    pub dist: (u64, u64),
-    /// v2: CPU interface (GICC); v3: first redistributor region (GICR).
-    pub cpu_or_redist: (u64, u64),
-    /// v2 only: virtual interface control (GICH).
-    pub gich: Option<(u64, u64)>,
-    /// v2 only: virtual CPU interface (GICV).
-    pub gicv: Option<(u64, u64)>,
-}
-
-/// PSCI conduit named by the `/psci` node's `method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conduit {
-    /// SMC to EL3 firmware.
-    Smc,
-    /// HVC (only meaningful below us; kept for completeness of parsing).
-    Hvc,
-}
-
 /// The host platform as far as boot is concerned.
 #[derive(Clone, Debug)]
 pub struct HostInfo {
@@ -88,14 +57,8 @@ pub struct HostInfo {
     pub dtb_size: u64,
     /// RAM banks (base, size).
     pub memory: heapless::Vec<(u64, u64), MAX_BANKS>,
-    /// PL011 console (base, size, SPI number) if found.
-    pub uart: Option<(u64, u64, Option<u32>)>,
-    /// Interrupt controller.
-    pub gic: Option<GicInfo>,
-    /// PSCI conduit.
-    pub psci: Option<Conduit>,
-    /// MPIDR affinity values of the CPUs, in DT order.
-    pub cpus: heapless::Vec<u64, { crate::boot::MAX_CPUS }>,
+    /// First PL011 (base) if any: the early console.
+    pub uart: Option<u64>,
 }
 
 fn be32(b: &[u8], off: usize, what: &'static str) -> Result<u32, DtError> {
@@ -128,13 +91,10 @@ pub unsafe fn total_size(addr: u64) -> Result<usize, DtError> {
 
 #[derive(Default, Clone, Copy)]
 struct Node<'a> {
-    name: &'a [u8],
     addr_cells: u32,
     size_cells: u32,
     compat: &'a [u8],
     reg: &'a [u8],
-    interrupts: &'a [u8],
-    method: &'a [u8],
     device_type: &'a [u8],
 }
 
@@ -156,9 +116,6 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
         dtb_size: total as u64,
         memory: heapless::Vec::new(),
         uart: None,
-        gic: None,
-        psci: None,
-        cpus: heapless::Vec::new(),
     };
     // stack[d] is the node at depth d; its cells apply to its children.
     let mut stack = [Node::default(); MAX_DEPTH];
@@ -177,7 +134,6 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                     return Err(DtError::TooDeep);
                 }
                 stack[depth] = Node {
-                    name,
                     addr_cells: 2,
                     size_cells: 1,
                     ..Node::default()
@@ -202,8 +158,6 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                     b"#size-cells" => node.size_cells = be32(value, 0, "#size-cells")?,
                     b"compatible" => node.compat = value,
                     b"reg" => node.reg = value,
-                    b"interrupts" => node.interrupts = value,
-                    b"method" => node.method = value,
                     b"device_type" => node.device_type = value,
                     _ => {}
                 }
@@ -214,12 +168,7 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                 }
                 let node = stack[depth];
                 let parent = stack[depth - 1];
-                let parent_name = if depth >= 2 {
-                    stack[depth - 1].name
-                } else {
-                    b""
-                };
-                finish_node(&mut info, &node, &parent, parent_name, depth)?;
+                finish_node(&mut info, &node, &parent, depth)?;
                 depth -= 1;
             }
             FDT_NOP => {}
@@ -246,7 +195,6 @@ fn finish_node(
     info: &mut HostInfo,
     node: &Node<'_>,
     parent: &Node<'_>,
-    parent_name: &[u8],
     depth: usize,
 ) -> Result<(), DtError> {
     if node.device_type == b"memory\0" && depth == 2 {
@@ -256,52 +204,10 @@ fn finish_node(
             }
         }
     } else if has_compat(node.compat, b"arm,pl011") && info.uart.is_none() {
-        let (base, size) = regs(node, parent, "uart reg")?
+        let (base, _) = regs(node, parent, "uart reg")?
             .next()
             .ok_or(DtError::BadProperty("uart reg"))?;
-        // interrupts = <type number flags>; type 0 is SPI (binding
-        // arm,gic: SPI n is interrupt ID n + 32).
-        let spi = cells::tuples(node.interrupts, [1, 1, 1])
-            .ok()
-            .and_then(|mut t| t.next())
-            .and_then(|[kind, num, _]| (kind == 0).then_some(num as u32 + 32));
-        info.uart = Some((base, size, spi));
-    } else if has_compat(node.compat, b"arm,gic-v3") {
-        let mut it = regs(node, parent, "GICv3 reg")?;
-        let dist = it.next().ok_or(DtError::BadProperty("GICv3 reg"))?;
-        let redist = it.next().ok_or(DtError::BadProperty("GICv3 reg"))?;
-        info.gic = Some(GicInfo {
-            version: GicVersion::V3,
-            dist,
-            cpu_or_redist: redist,
-            gich: None,
-            gicv: None,
-        });
-    } else if has_compat(node.compat, b"arm,cortex-a15-gic")
-        || has_compat(node.compat, b"arm,gic-400")
-        || has_compat(node.compat, b"arm,cortex-a7-gic")
-    {
-        let mut it = regs(node, parent, "GICv2 reg")?;
-        let dist = it.next().ok_or(DtError::BadProperty("GICv2 reg"))?;
-        let cpu = it.next().ok_or(DtError::BadProperty("GICv2 reg"))?;
-        info.gic = Some(GicInfo {
-            version: GicVersion::V2,
-            dist,
-            cpu_or_redist: cpu,
-            gich: it.next(),
-            gicv: it.next(),
-        });
-    } else if node.compat.starts_with(b"arm,psci") {
-        info.psci = match cstr(node.method) {
-            b"smc" => Some(Conduit::Smc),
-            b"hvc" => Some(Conduit::Hvc),
-            _ => return Err(DtError::BadProperty("/psci method")),
-        };
-    } else if node.device_type == b"cpu\0" && parent_name == b"cpus" {
-        let mpidr = cells::read(node.reg, parent.addr_cells)
-            .ok_or(DtError::BadProperty("cpu reg"))?
-            .0;
-        let _ = info.cpus.push(mpidr);
+        info.uart = Some(base);
     }
     Ok(())
 }

@@ -4,9 +4,14 @@ use crate::gic::Gic;
 use crate::println;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-/// EL2 physical timer PPI (CNTHP; Arm ARM DDI 0487, D11.2.4, and the
-/// `arm,armv8-timer` binding's fourth interrupt): INTID 26.
-pub const HYP_TIMER_PPI: u32 = 26;
+/// EL2 physical timer interrupt (CNTHP; the `arm,armv8-timer` binding's
+/// fourth interrupt), INTID 26 unless the host DT says otherwise.
+pub static HYP_TIMER_IRQ: AtomicU32 = AtomicU32::new(26);
+
+/// The EL2 timer's INTID.
+pub fn hyp_timer_irq() -> u32 {
+    HYP_TIMER_IRQ.load(Ordering::Relaxed)
+}
 /// SGI used to wake another CPU.
 pub const SGI_KICK: u32 = 0;
 
@@ -33,12 +38,14 @@ fn stop_hyp_timer() {
 /// forwarded to a guest through a hardware list register, in which case the
 /// guest deactivates it; otherwise the caller deactivates it.
 pub fn dispatch(gic: &Gic, irq: u32, _from_guest: bool) -> bool {
-    if irq == HYP_TIMER_PPI {
+    if irq == hyp_timer_irq() {
         stop_hyp_timer();
         HYP_TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    if irq == SGI_KICK {
+    if irq == SGI_KICK || irq == crate::gic::maintenance_irq() {
+        // Kick: the return path refills the list registers. Maintenance:
+        // likewise (the vGIC folds and refills them on the way back).
         return false;
     }
     if irq == UART_IRQ.load(Ordering::Relaxed) {

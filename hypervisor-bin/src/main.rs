@@ -26,8 +26,8 @@ mod vcpu;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use gic::{CPU_MPIDR, GIC, Gic};
-use hostdt::HostInfo;
 use mmio::Mmio;
+use tessel_config::{BootConfig, HostPlatform};
 
 /// CPUs that finished bring-up.
 static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
@@ -106,12 +106,9 @@ extern "C" fn primary_main(dtb: u64, base: u64) -> ! {
         mmu::enable();
     }
 
-    if let Some((uart, _, irq)) = info.uart {
+    if let Some(uart) = info.uart {
         // SAFETY: the DT names this as a PL011; it is mapped as Device.
         console::init(console::Pl011::new(unsafe { Mmio::new(uart) }));
-        if let Some(irq) = irq {
-            irq::UART_IRQ.store(irq, Ordering::Relaxed);
-        }
     }
     let image_size = (&raw const __image_end as u64) - (&raw const __image_start as u64);
     println!(
@@ -129,23 +126,37 @@ extern "C" fn primary_main(dtb: u64, base: u64) -> ! {
     println!("EL2 MMU on: identity map, RAM normal write-back, rest device-nGnRE");
     heap::init();
 
-    let online = match bring_up(&info) {
+    // SAFETY: the DTB stays where the boot loader put it; the domains'
+    // banks are checked not to overlap it.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, info.dtb_size as usize) };
+    let boot = match tessel_config::parse(blob) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("fatal: host device tree: {e}");
+            psci::system_off();
+        }
+    };
+    for w in &boot.warnings {
+        println!("warning: {w}");
+    }
+    let online = match bring_up(&boot.host) {
         Ok(n) => n,
         Err(e) => {
             println!("fatal: {e}");
             psci::system_off();
         }
     };
-    // SAFETY: the DTB stays where the boot loader put it; the domains'
-    // banks are checked not to overlap it.
-    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, info.dtb_size as usize) };
-    run(&info, blob, (dtb, info.dtb_size), online)
+    run(&boot, blob, (dtb, info.dtb_size), online)
 }
 
 /// Brings up the GIC, the interrupt path and the other CPUs; returns how
 /// many CPUs are online (Tessel indexes 0..n).
-fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
-    let conduit = info.psci.ok_or("the host DT has no /psci node")?;
+fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
+    let conduit = host
+        .psci
+        .as_ref()
+        .ok_or("the host DT has no /psci node")?
+        .method;
     psci::set_conduit(conduit);
     let v = psci::call(psci::PSCI_VERSION, 0, 0, 0);
     println!(
@@ -159,7 +170,7 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
     let me = mpidr();
     CPU_MPIDR[0].store(me, Ordering::Relaxed);
     let mut n = 1;
-    for &m in &info.cpus {
+    for m in host.cpus.iter().map(|c| c.mpidr & 0xff_00ff_ffff) {
         if m == me {
             continue;
         }
@@ -174,26 +185,43 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
         n += 1;
     }
 
-    let gic_info = info.gic.ok_or("the host DT has no supported GIC")?;
     // SAFETY: the DT describes this GIC; its registers are in the Device
     // part of the identity map.
-    let gic = unsafe { Gic::probe(&gic_info)? };
+    let gic = unsafe { Gic::probe(&host.gic)? };
+    let second = match (host.gic.redistributors.first(), host.gic.gicc) {
+        (Some(r), _) if gic.version() == 3 => r.start.0,
+        (_, Some(c)) => c.start.0,
+        _ => 0,
+    };
     println!(
         "GICv{}: distributor at {:#x}, {} at {:#x}, {} interrupt IDs",
         gic.version(),
-        gic_info.dist.0,
+        host.gic.gicd.start.0,
         if gic.version() == 2 {
             "CPU interface"
         } else {
             "redistributors"
         },
-        gic_info.cpu_or_redist.0,
+        second,
         gic.num_irqs()
     );
+    if let Some(t) = &host.timer {
+        irq::HYP_TIMER_IRQ.store(t.hyp_phys, Ordering::Relaxed);
+    }
+    if let Some(m) = host.gic.maintenance_intid {
+        gic::MAINTENANCE_IRQ.store(m, Ordering::Relaxed);
+    }
+    // The console's interrupt, when the stdout-path UART is the early one.
+    if let Some(u) = &host.console
+        && let Some(irq) = u.intid
+        && console::base() == Some(u.mmio.start.0)
+    {
+        irq::UART_IRQ.store(irq, Ordering::Relaxed);
+    }
     GIC.set(gic);
     let gic = GIC.get().ok_or("GIC not recorded")?;
     gic.init_cpu()?;
-    gic.enable(irq::HYP_TIMER_PPI, 0, Some(true));
+    gic.enable(irq::hyp_timer_irq(), 0, Some(true));
     gic.enable(irq::SGI_KICK, 0, Some(false));
     enable_irqs();
 
@@ -207,7 +235,10 @@ fn bring_up(info: &HostInfo) -> Result<usize, &'static str> {
     if irq::HYP_TIMER_TICKS.load(Ordering::Relaxed) == 0 {
         return Err("the EL2 timer interrupt never arrived: GIC set-up failed");
     }
-    println!("interrupts: EL2 timer PPI {} delivered", irq::HYP_TIMER_PPI);
+    println!(
+        "interrupts: EL2 timer PPI {} delivered",
+        irq::hyp_timer_irq()
+    );
 
     let uart_irq = irq::UART_IRQ.load(Ordering::Relaxed);
     if uart_irq != u32::MAX {
@@ -294,20 +325,7 @@ extern "C" fn secondary_main(cpu: u64) -> ! {
 }
 
 /// Builds and runs the domains; powers off when none is left.
-fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
-    let boot = match tessel_config::parse(blob) {
-        Ok(b) => b,
-        Err(e) => {
-            println!("fatal: host device tree: {e}");
-            psci::system_off();
-        }
-    };
-    for w in &boot.warnings {
-        println!("warning: {w}");
-    }
-    let Some(gic) = info.gic else {
-        psci::system_off()
-    };
+fn run(boot: &BootConfig, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
     let s2 = match s2::config() {
         Ok(c) => c,
         Err(e) => {
@@ -315,14 +333,19 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
             psci::system_off();
         }
     };
+    let uart = boot
+        .host
+        .console
+        .as_ref()
+        .map(|u| (u.mmio.start.0, u.mmio.size, u.intid));
     let host = domain::HostFacts {
         image: (
             &raw const __image_start as u64,
             (&raw const __image_end as u64) - (&raw const __image_start as u64),
         ),
         dtb,
-        gic,
-        uart: info.uart,
+        gic: boot.host.gic.clone(),
+        uart,
         pcpus: online,
         s2,
         gic_spis: GIC.get().map_or(0, |g| g.num_irqs().saturating_sub(32)),
@@ -343,7 +366,7 @@ fn run(info: &HostInfo, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
             has_iommu: boot.host.has_iommu,
         },
     };
-    let domains = domain::build_all(&boot, &host, &mut mux, &mut pt);
+    let domains = domain::build_all(boot, &host, &mut mux, &mut pt);
     if domains.is_empty() {
         println!("no domain to run; powering off");
         psci::system_off();

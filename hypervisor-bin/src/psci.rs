@@ -1,9 +1,9 @@
 //! Calls to the host firmware's PSCI (Arm Power State Coordination
 //! Interface, DEN 0022, chapter 5), over the conduit the host DT names.
 
-use crate::hostdt::Conduit;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
+use tessel_config::PsciMethod;
 
 /// PSCI_VERSION (DEN 0022, 5.1.1).
 pub const PSCI_VERSION: u32 = 0x8400_0000;
@@ -16,8 +16,8 @@ pub const SYSTEM_OFF: u32 = 0x8400_0008;
 static USE_HVC: AtomicBool = AtomicBool::new(false);
 
 /// Chooses the conduit (boot CPU, from the DT).
-pub fn set_conduit(c: Conduit) {
-    USE_HVC.store(c == Conduit::Hvc, Ordering::Relaxed);
+pub fn set_conduit(c: PsciMethod) {
+    USE_HVC.store(c == PsciMethod::Hvc, Ordering::Relaxed);
 }
 
 /// Issues PSCI function `fid` with up to three arguments; returns x0.

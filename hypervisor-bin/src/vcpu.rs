@@ -202,7 +202,7 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
     if let Some(gic) = GIC.get() {
         let me = this_cpu();
         gic.enable(crate::gic::VTIMER_PPI, me, Some(true));
-        gic.enable(crate::gic::MAINTENANCE_PPI, me, Some(true));
+        gic.enable(crate::gic::maintenance_irq(), me, Some(true));
     }
     if let Some(mut lrs) = HwLrs::this_cpu() {
         for i in 0..lrs.count() {

@@ -10,10 +10,10 @@ mod v2;
 mod v3;
 
 use crate::boot::MAX_CPUS;
-use crate::hostdt::{GicInfo, GicVersion};
 use crate::mmio::Mmio;
 use crate::sync::Once;
 use core::sync::atomic::{AtomicU64, Ordering};
+use tessel_config::{GicInfo, GicVersion};
 
 pub use v2::GicV2;
 pub use v3::GicV3;
@@ -54,18 +54,23 @@ impl Gic {
     /// `info` must describe the host GIC, whose registers must be mapped
     /// as Device memory.
     pub unsafe fn probe(info: &GicInfo) -> Result<Self, &'static str> {
-        // SAFETY: per the caller.
+        // SAFETY: per the caller, every frame named here is the host GIC's.
         unsafe {
             Ok(match info.version {
-                GicVersion::V2 => Gic::V2(GicV2::new(
-                    Mmio::new(info.dist.0),
-                    Mmio::new(info.cpu_or_redist.0),
-                    info.gich.map(|(base, _)| Mmio::new(base)),
-                )),
+                GicVersion::V2 => {
+                    let gicc = info.gicc.ok_or("the GICv2 node has no CPU interface")?;
+                    Gic::V2(GicV2::new(
+                        Mmio::new(info.gicd.start.0),
+                        Mmio::new(gicc.start.0),
+                        info.gich.map(|r| Mmio::new(r.start.0)),
+                    ))
+                }
                 GicVersion::V3 => Gic::V3(GicV3::new(
-                    Mmio::new(info.dist.0),
-                    Mmio::new(info.cpu_or_redist.0),
-                    info.cpu_or_redist.1,
+                    Mmio::new(info.gicd.start.0),
+                    info.redistributors
+                        .iter()
+                        .map(|r| (Mmio::new(r.start.0), r.size))
+                        .collect(),
                 )?),
             })
         }
@@ -177,9 +182,14 @@ pub fn packed_affinity(mpidr: u64) -> u32 {
     ((((mpidr >> 32) & 0xff) << 24) | (mpidr & 0xff_ffff)) as u32
 }
 
-/// Maintenance interrupt PPI of the virtual CPU interface (the GIC
-/// bindings' maintenance interrupt, PPI 9): INTID 25.
-pub const MAINTENANCE_PPI: u32 = 25;
+/// Maintenance interrupt of the virtual CPU interface (from the GIC node's
+/// `interrupts`; PPI 9 = INTID 25 by default).
+pub static MAINTENANCE_IRQ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(25);
+
+/// The maintenance interrupt's INTID.
+pub fn maintenance_irq() -> u32 {
+    MAINTENANCE_IRQ.load(Ordering::Relaxed)
+}
 /// Virtual timer PPI (CNTV, PPI 11 in the `arm,armv8-timer` binding).
 pub const VTIMER_PPI: u32 = 27;
 

@@ -4,6 +4,7 @@
 use super::{CPU_MPIDR, DEFAULT_PRIORITY, SPI_BASE, icc, packed_affinity};
 use crate::boot::MAX_CPUS;
 use crate::mmio::Mmio;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// GICD_CTLR (IHI 0069, 12.9.4): RWP is bit 31. Written as ARE (bit 4) and
@@ -49,8 +50,8 @@ const ICC_CTLR_EOIMODE: u64 = 1 << 1;
 /// A GICv3.
 pub struct GicV3 {
     dist: Mmio,
-    redist_region: Mmio,
-    redist_size: u64,
+    /// Redistributor regions (base, size); they need not be contiguous.
+    redist_regions: Vec<(Mmio, u64)>,
     num_irqs: u32,
     /// Redistributor base of each Tessel CPU (0 until found).
     redist: [AtomicU64; MAX_CPUS],
@@ -59,7 +60,10 @@ pub struct GicV3 {
 impl GicV3 {
     /// Resets the distributor to a quiet state, puts every SPI in
     /// Non-secure Group 1 and enables affinity routing.
-    pub fn new(dist: Mmio, redist_region: Mmio, redist_size: u64) -> Result<Self, &'static str> {
+    pub fn new(dist: Mmio, redist_regions: Vec<(Mmio, u64)>) -> Result<Self, &'static str> {
+        if redist_regions.is_empty() {
+            return Err("the GICv3 node has no redistributor region");
+        }
         let lines = (dist.read32(GICD_TYPER) & 0x1f) + 1;
         let num_irqs = (lines * 32).min(1020);
         dist.write32(GICD_CTLR, 0);
@@ -76,8 +80,7 @@ impl GicV3 {
         wait_rwp(&dist);
         Ok(Self {
             dist,
-            redist_region,
-            redist_size,
+            redist_regions,
             num_irqs,
             redist: [const { AtomicU64::new(0) }; MAX_CPUS],
         })
@@ -88,23 +91,27 @@ impl GicV3 {
         self.num_irqs
     }
 
+    /// Finds the redistributor whose GICR_TYPER affinity matches `mpidr`,
+    /// walking every region frame by frame until GICR_TYPER.Last.
     fn find_redist(&self, mpidr: u64) -> Option<Mmio> {
         let want = packed_affinity(mpidr);
-        let mut off = 0usize;
-        while (off as u64) < self.redist_size {
-            let rd = self.redist_region.offset(off);
-            let typer = rd.read64(GICR_TYPER);
-            if (typer >> 32) as u32 == want {
-                return Some(rd);
+        for &(region, size) in &self.redist_regions {
+            let mut off = 0usize;
+            while (off as u64) < size {
+                let rd = region.offset(off);
+                let typer = rd.read64(GICR_TYPER);
+                if (typer >> 32) as u32 == want {
+                    return Some(rd);
+                }
+                if typer & (1 << 4) != 0 {
+                    break;
+                }
+                off += if typer & (1 << 1) != 0 {
+                    2 * GICR_STRIDE
+                } else {
+                    GICR_STRIDE
+                };
             }
-            if typer & (1 << 4) != 0 {
-                break;
-            }
-            off += if typer & (1 << 1) != 0 {
-                2 * GICR_STRIDE
-            } else {
-                GICR_STRIDE
-            };
         }
         None
     }
