@@ -1,8 +1,12 @@
 //! Building the domains described under `/chosen` and the state they keep
 //! while they run.
 //!
-//! Only direct-mapped domains with `xen,static-mem` are built here: their
-//! RAM is the host RAM named by the banks, mapped 1:1 in stage 2.
+//! A direct-mapped domain (`direct-map` + `xen,static-mem`) sees host
+//! addresses: its banks at their own addresses, the host GIC frames and the
+//! host UART. Any other domain gets Xen's virtual platform: RAM at
+//! 0x4000_0000 (static banks packed there, or RAM allocated from free host
+//! memory by tessel-static-mem), the vGIC at 0x0300_1000 and the vPL011 at
+//! 0x2200_0000 (SPI 32).
 
 use crate::boot::MAX_CPUS;
 use crate::println;
@@ -14,6 +18,7 @@ use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{BootConfig, DomainConfig};
 use tessel_passthrough::{Assignment, DomainRequest, HostView, Registry};
 use tessel_stage2::{Attrs, MapError, Stage2Config};
+use tessel_static_mem::{HostMemory, RamLayout, Reserved, ReservedKind};
 use tessel_trap::{DomainState, VcpuTable};
 use tessel_vgic::{HostGic, Model, VcpuId, Vgic, VgicConfig, VgicLayout, VirtualGic};
 use tessel_vpl011::console::ConsoleId;
@@ -85,6 +90,10 @@ pub struct Domain {
     pub dtb_size: u64,
     /// Devices given to the domain (MMIO mappings and SPIs).
     pub devices: Assignment,
+    /// The domain's RAM: guest banks and the host memory behind them.
+    pub ram: RamLayout,
+    /// Injected aborts reported so far.
+    pub fault_reports: core::sync::atomic::AtomicUsize,
     /// State shared by the domain's vCPUs.
     pub rt: SpinLock<DomainRt>,
 }
@@ -101,13 +110,10 @@ pub enum BuildError {
         /// pCPUs still free.
         free: usize,
     },
-    /// A static-mem bank overlaps the hypervisor's own memory.
-    BankClash {
-        /// Bank start.
-        start: u64,
-        /// Bank size.
-        size: u64,
-    },
+    /// The static banks cannot be reserved.
+    Bank(tessel_static_mem::BankError),
+    /// The domain's RAM cannot be laid out or allocated.
+    Ram(tessel_static_mem::LayoutError),
     /// A module does not fit where it must go.
     Placement(&'static str),
     /// Stage-2 mapping failed.
@@ -138,10 +144,8 @@ impl core::fmt::Display for BuildError {
                 f,
                 "asks for {want} vCPUs but only {free} physical CPUs are free (static partitioning needs one each)"
             ),
-            Self::BankClash { start, size } => write!(
-                f,
-                "xen,static-mem bank {start:#x}+{size:#x} overlaps the hypervisor's own memory"
-            ),
+            Self::Bank(e) => write!(f, "xen,static-mem: {e}"),
+            Self::Ram(e) => write!(f, "RAM: {e}"),
             Self::Placement(w) => write!(f, "{w}"),
             Self::Map(e) => write!(f, "stage 2: {e}"),
             Self::Uart(e) => write!(f, "{e}"),
@@ -180,10 +184,6 @@ pub struct HostFacts {
     pub gic_spis: u32,
 }
 
-fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
-    a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
-}
-
 /// Copies `len` bytes from host-physical `src` to `dst` and cleans the
 /// destination to the point of coherency (the guest starts with its MMU and
 /// caches off).
@@ -208,10 +208,11 @@ pub fn build(
     free: &mut [bool; MAX_CPUS],
     console: &mut tessel_vpl011::console::Console,
     pt: &mut Passthrough<'_>,
+    mem: &mut HostMemory,
 ) -> Result<Domain, BuildError> {
-    if !cfg.direct_map || cfg.static_mem.is_empty() {
+    if cfg.direct_map && cfg.static_mem.is_empty() {
         return Err(BuildError::Unsupported(
-            "only direct-mapped domains with xen,static-mem are supported (add direct-map and xen,static-mem)",
+            "direct-map requires xen,static-mem (a direct-mapped domain's RAM must be named)",
         ));
     }
     // pCPUs: one per vCPU, never shared.
@@ -246,38 +247,39 @@ pub fn build(
         vcpu_pcpu.push(p);
     }
 
-    for b in &cfg.static_mem {
-        let bank = (b.start.0, b.size);
-        if overlaps(bank, host.image) || overlaps(bank, host.dtb) {
-            return Err(BuildError::BankClash {
-                start: bank.0,
-                size: bank.1,
-            });
-        }
-    }
+    let layout = if cfg.static_mem.is_empty() {
+        mem.allocate_heap(&cfg.name, cfg.memory_kib)
+            .map_err(BuildError::Ram)?
+    } else {
+        mem.reserve_static(&cfg.name, &cfg.static_mem)
+            .map_err(BuildError::Bank)?;
+        mem.allocate_static(&cfg.name, cfg.memory_kib, cfg.direct_map)
+            .map_err(BuildError::Ram)?
+    };
 
     let mut s2 = DomainStage2::new(host.s2, HeapTables, HwTlb)?;
-    for b in &cfg.static_mem {
-        s2.identity_map(*b, Attrs::RAM)?;
+    for piece in layout.pieces() {
+        s2.map(piece.guest, piece.host, Attrs::RAM)?;
     }
-    // GICv2: the guest's GICC is the host GICV (same address as the host
-    // GICC for a direct-mapped domain).
-    if let (Some(gicv), Some(gicc), tessel_config::GicVersion::V2) =
-        (host.gic.gicv, host.gic.gicc, host.gic.version)
-    {
-        s2.map(
-            GuestRange::new(
-                GuestPhysAddr::identity(gicc.start),
-                gicc.size.min(gicv.size),
-            ),
-            gicv.start,
-            Attrs::DEVICE,
-        )?;
+    let mut vgic = build_vgic(cfg, host)?;
+    // GICv2: the guest's CPU interface is the host GICV frame.
+    if let Some(gicv) = host.gic.gicv {
+        for r in vgic.regions() {
+            if r.kind == tessel_vgic::RegionKind::CpuInterface {
+                s2.map(
+                    GuestRange::new(r.range.start, r.range.size.min(gicv.size)),
+                    gicv.start,
+                    Attrs::DEVICE,
+                )?;
+            }
+        }
     }
     let vmid = (index + 1) as u16;
     let vttbr = s2.vttbr(vmid).map_err(BuildError::Vmid)?;
 
-    let uart_cfg = if cfg.vpl011 {
+    let uart_cfg = if cfg.vpl011 && !cfg.direct_map {
+        Some(Vpl011Config::VIRTUAL)
+    } else if cfg.vpl011 {
         let (base, size, irq) = host.uart.ok_or(BuildError::Unsupported(
             "vpl011 needs a host console UART to take over",
         ))?;
@@ -293,31 +295,24 @@ pub fn build(
         None
     };
 
-    let banks: Vec<GuestRange> = cfg
-        .static_mem
-        .iter()
-        .map(|b| GuestRange::new(GuestPhysAddr::identity(b.start), b.size))
-        .collect();
-    let loaded = load_images(cfg, &banks)?;
-    let spec = guest_dt_spec(cfg, host, &banks, uart_cfg.as_ref(), loaded.initrd);
+    let banks: Vec<GuestRange> = layout.guest_banks().to_vec();
+    let loaded = load_images(cfg, &banks, &layout)?;
+    let spec = guest_dt_spec(cfg, &banks, &vgic, uart_cfg.as_ref(), loaded.initrd);
     let dtb_bytes = spec
         .generate_with_limit(loaded.dtb.size as usize)
         .map_err(BuildError::GuestDt)?;
-    // SAFETY: the DTB slot is inside the domain's first bank (placement),
-    // which nothing else uses; the source is our own buffer.
-    unsafe {
-        copy_in(
-            loaded.dtb.start.0,
-            dtb_bytes.as_ptr() as u64,
-            dtb_bytes.len() as u64,
-        )
-    };
+    let dtb_host = host_addr(
+        &layout,
+        GuestRange::new(loaded.dtb.start, dtb_bytes.len() as u64),
+    )?;
+    // SAFETY: the DTB slot is inside the domain's RAM (placement), which
+    // nothing else uses; the source is our own buffer.
+    unsafe { copy_in(dtb_host, dtb_bytes.as_ptr() as u64, dtb_bytes.len() as u64) };
     let entry = loaded.entry;
     let dtb = loaded.dtb.start.0;
     let kernel_range = loaded.kernel;
     let initrd_range = loaded.initrd;
 
-    let mut vgic = build_vgic(cfg, host)?;
     let devices = assign_devices(cfg, &mut s2, &mut vgic, uart_cfg.as_ref(), pt)?;
 
     let uart = uart_cfg.map(|config| DomainUart {
@@ -339,6 +334,8 @@ pub fn build(
         initrd: initrd_range,
         dtb_size: dtb_bytes.len() as u64,
         devices,
+        fault_reports: core::sync::atomic::AtomicUsize::new(0),
+        ram: layout,
         rt: SpinLock::new(DomainRt {
             state: DomainState::default(),
             power: VcpuTable::new(cfg.cpus as usize),
@@ -424,7 +421,11 @@ fn build_vgic(cfg: &DomainConfig, host: &HostFacts) -> Result<Vgic, BuildError> 
             },
         ),
     };
-    let layout = VgicLayout::native(&host_gic, n).map_err(BuildError::VgicConfig)?;
+    let layout = if cfg.direct_map {
+        VgicLayout::native(&host_gic, n).map_err(BuildError::VgicConfig)?
+    } else {
+        VgicLayout::xen_virtual(version, n)
+    };
     let nr_spis = cfg.nr_spis.map_or(host.gic_spis as usize, |s| s as usize);
     let config = VgicConfig::new(version, layout, n, nr_spis)
         .validated()
@@ -435,6 +436,27 @@ fn build_vgic(cfg: &DomainConfig, host: &HostFacts) -> Result<Vgic, BuildError> 
             .map_err(BuildError::Vgic)?;
     }
     Ok(vgic)
+}
+
+/// The host address behind guest range `r`, which must be backed by one
+/// contiguous piece of host memory.
+fn host_addr(layout: &RamLayout, r: GuestRange) -> Result<u64, BuildError> {
+    let start = layout.gpa_to_hpa(r.start).ok_or(BuildError::Placement(
+        "a boot image lies outside the domain's RAM",
+    ))?;
+    if r.size > 0 {
+        let last = layout
+            .gpa_to_hpa(GuestPhysAddr(r.start.0 + r.size - 1))
+            .ok_or(BuildError::Placement(
+                "a boot image lies outside the domain's RAM",
+            ))?;
+        if last.0 != start.0 + r.size - 1 {
+            return Err(BuildError::Placement(
+                "a boot image spans two host memory pieces of the domain's RAM",
+            ));
+        }
+    }
+    Ok(start.0)
 }
 
 /// Where the boot images ended up.
@@ -457,7 +479,11 @@ fn module_bytes(range: tessel_addr::HostRange) -> &'static [u8] {
 /// without an arm64 Image header is loaded as a raw binary at the start of
 /// the first bank (bare-metal test guests), with the DTB in the next 2 MiB
 /// slot after it.
-fn load_images(cfg: &DomainConfig, banks: &[GuestRange]) -> Result<Loaded, BuildError> {
+fn load_images(
+    cfg: &DomainConfig,
+    banks: &[GuestRange],
+    layout: &RamLayout,
+) -> Result<Loaded, BuildError> {
     let kernel = module_bytes(cfg.kernel.range);
     let initrd_len = cfg.ramdisk.as_ref().map(|r| r.range.size);
     let bank0 = *banks.first().ok_or(BuildError::Placement("no RAM bank"))?;
@@ -474,18 +500,23 @@ fn load_images(cfg: &DomainConfig, banks: &[GuestRange]) -> Result<Loaded, Build
                 initrd_len,
             })
             .map_err(BuildError::Place)?;
-            if overlaps_module(p.kernel, cfg.kernel.range) {
+            let kernel_host = host_addr(layout, p.kernel)?;
+            if overlaps_module(
+                GuestRange::new(GuestPhysAddr(kernel_host), p.kernel.size),
+                cfg.kernel.range,
+            ) {
                 return Err(BuildError::Placement(
                     "the kernel module lies where the kernel must be loaded; move the module",
                 ));
             }
-            // SAFETY: the kernel footprint is inside the domain's bank and
-            // does not overlap the module (checked above).
+            // SAFETY: the kernel footprint is host RAM backing the domain
+            // (contiguous, checked by `host_addr`) and does not overlap the
+            // module (checked above).
             let dst = unsafe {
-                core::slice::from_raw_parts_mut(p.kernel.start.0 as *mut u8, p.kernel.size as usize)
+                core::slice::from_raw_parts_mut(kernel_host as *mut u8, p.kernel.size as usize)
             };
             let n = tessel_loader::unpack_into(kernel, dst).map_err(BuildError::Kernel)?;
-            crate::mmu::clean_inval_dcache(p.kernel.start.0, p.kernel.start.0 + n as u64);
+            crate::mmu::clean_inval_dcache(kernel_host, kernel_host + n as u64);
             Loaded {
                 kernel: p.kernel,
                 entry: p.entry.0,
@@ -505,9 +536,10 @@ fn load_images(cfg: &DomainConfig, banks: &[GuestRange]) -> Result<Loaded, Build
                     "the raw kernel, DTB and initrd do not fit in the first static-mem bank",
                 ));
             }
-            // SAFETY: the destination is the domain's own bank, checked not
-            // to overlap the hypervisor; `copy` tolerates overlap.
-            unsafe { copy_in(k.start.0, cfg.kernel.range.start.0, k.size) };
+            let at = host_addr(layout, k)?;
+            // SAFETY: the destination is host RAM backing the domain;
+            // `copy` tolerates overlap.
+            unsafe { copy_in(at, cfg.kernel.range.start.0, k.size) };
             Loaded {
                 kernel: k,
                 entry: k.start.0,
@@ -518,46 +550,54 @@ fn load_images(cfg: &DomainConfig, banks: &[GuestRange]) -> Result<Loaded, Build
         Err(e) => return Err(BuildError::Kernel(e)),
     };
     if let (Some(r), Some(dst)) = (&cfg.ramdisk, loaded.initrd) {
-        // SAFETY: the placement put the initrd inside the first bank.
-        unsafe { copy_in(dst.start.0, r.range.start.0, r.range.size) };
+        let at = host_addr(layout, dst)?;
+        // SAFETY: the placement put the initrd inside the domain's RAM.
+        unsafe { copy_in(at, r.range.start.0, r.range.size) };
     }
     Ok(loaded)
 }
 
-/// The guest device tree of a direct-mapped domain: the host's GIC frames,
-/// UART address and SPI, the domain's banks and vCPU MPIDRs.
+/// The guest device tree: the vGIC's frames and the vPL011 (host
+/// addresses for a direct-mapped domain, Xen's virtual ones otherwise), the
+/// domain's banks and vCPU MPIDRs.
 fn guest_dt_spec<'a>(
     cfg: &'a DomainConfig,
-    host: &HostFacts,
     banks: &[GuestRange],
+    vgic: &Vgic,
     uart: Option<&Vpl011Config>,
     initrd: Option<GuestRange>,
 ) -> tessel_guestdt::GuestDtSpec<'a> {
     use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartKind, UartSpec};
     let n = cfg.cpus as usize;
-    let gic = match host.gic.version {
-        tessel_config::GicVersion::V2 => GicSpec::V2 {
-            gicd: GuestPhysAddr::identity(host.gic.gicd.start),
-            gicc: GuestPhysAddr(host.gic.gicc.map_or(0, |c| c.start.0)),
+    // The vGIC's own frames: the host's for a direct-mapped domain, Xen's
+    // virtual layout otherwise. GICv3 redistributor regions are trimmed to
+    // one frame per vCPU.
+    let regions = vgic.regions();
+    let find =
+        |k: tessel_vgic::RegionKind| regions.iter().find(|r| r.kind == k).map(|r| r.range.start);
+    let gicd = find(tessel_vgic::RegionKind::Distributor).unwrap_or(GuestPhysAddr(0));
+    let gic = match vgic.version() {
+        tessel_vgic::GicVersion::V2 => GicSpec::V2 {
+            gicd,
+            gicc: find(tessel_vgic::RegionKind::CpuInterface).unwrap_or(GuestPhysAddr(0)),
         },
-        tessel_config::GicVersion::V3 => {
-            // The host regions, in order, until they hold a frame per vCPU.
+        tessel_vgic::GicVersion::V3 => {
             let mut left = n as u64;
-            let mut regions = Vec::new();
-            for r in &host.gic.redistributors {
-                if left == 0 {
-                    break;
+            let mut out = Vec::new();
+            for r in regions {
+                if !matches!(r.kind, tessel_vgic::RegionKind::Redistributor { .. }) || left == 0 {
+                    continue;
                 }
-                let frames = (r.size / tessel_guestdt::GICV3_GICR_STRIDE).min(left);
+                let frames = (r.range.size / tessel_guestdt::GICV3_GICR_STRIDE).min(left);
                 left -= frames;
-                regions.push(GuestRange::new(
-                    GuestPhysAddr::identity(r.start),
+                out.push(GuestRange::new(
+                    r.range.start,
                     frames * tessel_guestdt::GICV3_GICR_STRIDE,
                 ));
             }
             GicSpec::V3 {
-                gicd: GuestPhysAddr::identity(host.gic.gicd.start),
-                redistributors: regions,
+                gicd,
+                redistributors: out,
             }
         }
     };
@@ -598,35 +638,88 @@ pub fn build_all(
     for e in boot.domain_errors() {
         println!("domain refused: {e}");
     }
+    let mut mem = match HostMemory::new(&boot.host.ram, kept_memory(boot, host)) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("no domain can be built: host memory: {e}");
+            return out;
+        }
+    };
     for cfg in boot.valid_domains() {
-        match build(out.len(), cfg, host, &mut free, console, pt) {
+        let free_before = free;
+        match build(out.len(), cfg, host, &mut free, console, pt, &mut mem) {
             Ok(d) => {
-                report(&d, cfg);
+                report(&d);
                 out.push(d);
             }
-            Err(e) => println!("domain {} refused: {e}", cfg.name),
+            Err(e) => {
+                // Give back what the failed build took.
+                free = free_before;
+                mem.release(&cfg.name);
+                pt.registry.release(&cfg.name);
+                println!("domain {} refused: {e}", cfg.name);
+            }
         }
     }
     out
 }
 
-fn report(d: &Domain, cfg: &DomainConfig) {
+/// Host memory no domain's RAM may come from: the hypervisor image (with
+/// its stacks, tables and heap), the host DTB, every boot module and the
+/// DT's reserved regions.
+fn kept_memory(boot: &BootConfig, host: &HostFacts) -> Vec<Reserved> {
+    let range =
+        |(start, size): (u64, u64)| tessel_addr::Range::new(tessel_addr::HostPhysAddr(start), size);
+    let mut out = alloc::vec![
+        Reserved::new(range(host.image), ReservedKind::HypervisorImage),
+        Reserved::new(
+            range(host.dtb),
+            ReservedKind::Module {
+                kind: String::from("host device-tree"),
+                domain: String::from("the hypervisor"),
+            },
+        ),
+    ];
+    for m in &boot.modules {
+        out.push(Reserved::new(
+            m.range,
+            ReservedKind::Module {
+                kind: alloc::format!("{:?}", m.kind),
+                domain: m.domain.clone().unwrap_or_default(),
+            },
+        ));
+    }
+    for r in &boot.host.reserved {
+        let kind = match &r.source {
+            tessel_config::ReservedSource::MemReserve => ReservedKind::MemReserve,
+            tessel_config::ReservedSource::Node(n) => {
+                ReservedKind::ReservedMemory { node: n.clone() }
+            }
+        };
+        out.push(Reserved::new(r.range, kind));
+    }
+    out
+}
+
+fn report(d: &Domain) {
     println!(
-        "domain {} (VMID {}), direct-mapped, {} stage-2 tables:",
+        "domain {} (VMID {}), {}, {} stage-2 tables:",
         d.name,
         d.vmid,
+        if d.ram.is_direct_mapped() {
+            "direct-mapped"
+        } else {
+            "virtual platform"
+        },
         d.s2.table_count()
     );
-    for b in &cfg.static_mem {
-        println!("  memory {}", b);
+    for p in d.ram.pieces() {
+        println!("  memory {} from host {:#x}", p.guest, p.host.0);
     }
     for (v, p) in d.vcpu_pcpu.iter().enumerate() {
         println!("  vCPU{v} on pCPU{p}");
     }
-    println!(
-        "  kernel {} loaded at {}, entry {:#x}",
-        cfg.kernel.range, d.kernel, d.entry
-    );
+    println!("  kernel loaded at {}, entry {:#x}", d.kernel, d.entry);
     if let Some(r) = d.initrd {
         println!("  initrd at {r}");
     }

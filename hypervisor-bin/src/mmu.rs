@@ -28,7 +28,7 @@ const L2_BLOCK: u64 = 1 << 21;
 /// Descriptor bits (DDI 0487, D8.3 "Translation table descriptor formats").
 const DESC_VALID: u64 = 1 << 0;
 const DESC_TABLE: u64 = 1 << 1;
-/// AttrIndx[2:0] at bits 4:2.
+/// AttrIndx\[2:0\] at bits 4:2.
 const fn attr_index(i: u64) -> u64 {
     i << 2
 }

@@ -51,7 +51,7 @@ const HCR_GUEST: u64 = (1 << 0)
 /// the hardware: the pCPU runs no other vCPU).
 const HCR_PAUTH: u64 = (1 << 40) | (1 << 41);
 
-/// CPTR_EL2 with E2H == 0 (DDI 0487, D23.2.33): RES1 bits [7:0], 9, 13;
+/// CPTR_EL2 with E2H == 0 (DDI 0487, D23.2.33): RES1 bits \[7:0\], 9, 13;
 /// TSM (12) set, so SME traps (or RES1 without SME); TZ (8) and TFP (10)
 /// clear, so the guest owns FP/SIMD and SVE (EL2 is soft-float).
 const CPTR_GUEST: u64 = 0xff | (1 << 9) | (1 << 12) | (1 << 13);
@@ -284,17 +284,26 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
         Exception::DataAbortLower(da) => match da.mmio_access(hpfar, far) {
             Ok(access) => match mmio(dom, vcpu, frame, &access) {
                 Ok(()) => frame.elr += 4,
-                Err(MmioFault::NoDevice) => inject_abort(frame, far, true),
+                Err(MmioFault::NoDevice) => {
+                    report_fault(dom, format_args!("no device at {}", access.ipa));
+                    inject_abort(frame, far, true);
+                }
                 Err(MmioFault::Uart(e)) => {
-                    println!("{}: {e}; injecting an abort", dom.name);
+                    report_fault(dom, format_args!("{e}"));
                     inject_abort(frame, far, true);
                 }
                 Err(MmioFault::Vgic(e)) => {
-                    println!("{}: vGIC: {e}; injecting an abort", dom.name);
+                    report_fault(dom, format_args!("vGIC: {e}"));
                     inject_abort(frame, far, true);
                 }
             },
-            Err(_) => inject_abort(frame, far, true),
+            Err(e) => {
+                report_fault(
+                    dom,
+                    format_args!("data abort at {far:#x} not emulated: {e:?}"),
+                );
+                inject_abort(frame, far, true);
+            }
         },
         Exception::InstrAbortLower { .. } => inject_abort(frame, far, false),
         Exception::SysReg(acc) => match sgi_register(&acc) {
@@ -380,6 +389,21 @@ fn update_uart_line(dom: &Domain, rt: &mut crate::domain::DomainRt) {
         kick(dom, k);
     }
 }
+
+/// Reports an access the hypervisor answers with an abort: the first
+/// [`FAULT_REPORTS`] per domain, so a misbehaving guest cannot flood the
+/// console.
+fn report_fault(dom: &Domain, what: core::fmt::Arguments<'_>) {
+    let n = dom.fault_reports.fetch_add(1, Ordering::Relaxed);
+    if n < FAULT_REPORTS {
+        println!("{}: {what}; abort injected", dom.name);
+    } else if n == FAULT_REPORTS {
+        println!("{}: further injected aborts are not reported", dom.name);
+    }
+}
+
+/// How many injected aborts are reported per domain.
+const FAULT_REPORTS: usize = 16;
 
 /// An SError (asynchronous abort) taken from a guest: the domain's state
 /// cannot be trusted any more, so it is stopped.

@@ -11,7 +11,7 @@ use tessel_vgic::lr::{ListRegisters, LrState, decode_v2, decode_v3, encode_v2, e
 
 /// GICH_HCR (IHI 0048B, 5.3.1).
 const GICH_HCR: usize = 0x000;
-/// GICH_VTR (IHI 0048B, 5.3.2): ListRegs in [5:0].
+/// GICH_VTR (IHI 0048B, 5.3.2): ListRegs in \[5:0\].
 const GICH_VTR: usize = 0x004;
 /// GICH_LR0 (IHI 0048B, 5.3.11), 4 bytes each.
 const GICH_LR0: usize = 0x100;

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 /// GICD_CTLR (IHI 0048B, 4.3.1).
 const GICD_CTLR: usize = 0x000;
-/// GICD_TYPER (IHI 0048B, 4.3.2): ITLinesNumber in [4:0].
+/// GICD_TYPER (IHI 0048B, 4.3.2): ITLinesNumber in \[4:0\].
 const GICD_TYPER: usize = 0x004;
 /// GICD_ISENABLERn (IHI 0048B, 4.3.5).
 const GICD_ISENABLER: usize = 0x100;
@@ -150,7 +150,7 @@ impl GicV2 {
         }
     }
 
-    /// Reads GICC_IAR (interrupt ID in bits [9:0]).
+    /// Reads GICC_IAR (interrupt ID in bits \[9:0\]).
     pub fn ack(&self) -> u32 {
         self.cpu.read32(GICC_IAR) & 0x3ff
     }

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 const GICD_CTLR: usize = 0x0000;
 const GICD_CTLR_VALUE: u32 = (1 << 4) | (1 << 1) | (1 << 0);
 const CTLR_RWP: u32 = 1 << 31;
-/// GICD_TYPER (IHI 0069, 12.9.38): ITLinesNumber in [4:0].
+/// GICD_TYPER (IHI 0069, 12.9.38): ITLinesNumber in \[4:0\].
 const GICD_TYPER: usize = 0x0004;
 /// GICD_IGROUPRn (12.9.15) / GICR_IGROUPR0 (12.11.16).
 const IGROUPR: usize = 0x0080;
@@ -33,7 +33,7 @@ const ICFGR: usize = 0x0c00;
 /// GICD_IROUTERn (12.9.20), 64 bits per SPI.
 const GICD_IROUTER: usize = 0x6000;
 
-/// GICR_TYPER (12.11.35): Affinity [63:32], Last (bit 4), VLPIS (bit 1).
+/// GICR_TYPER (12.11.35): Affinity \[63:32\], Last (bit 4), VLPIS (bit 1).
 const GICR_TYPER: usize = 0x0008;
 /// GICR_WAKER (12.11.37): ProcessorSleep bit 1, ChildrenAsleep bit 2.
 const GICR_WAKER: usize = 0x0014;
