@@ -1,7 +1,10 @@
 //! A minimal spin lock for EL2 state shared between physical CPUs.
 //!
 //! Only used after the MMU is on (exclusive accesses need Normal cacheable
-//! memory to be architecturally reliable).
+//! memory to be architecturally reliable). Taking a lock masks IRQs on the
+//! calling CPU until the guard is dropped, so an interrupt handler that
+//! needs the same lock (the console, a domain's state) can never spin on a
+//! lock its own CPU holds.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -28,13 +31,14 @@ impl<T> SpinLock<T> {
 
     /// Spins until the lock is ours.
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        let daif = mask_irqs();
         loop {
             if self
                 .locked
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return SpinGuard { lock: self };
+                return SpinGuard { lock: self, daif };
             }
             while self.locked.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
@@ -44,16 +48,41 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock if it is free.
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
+        let daif = mask_irqs();
+        let got = self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| SpinGuard { lock: self })
+            .is_ok();
+        if got {
+            Some(SpinGuard { lock: self, daif })
+        } else {
+            restore_irqs(daif);
+            None
+        }
     }
 }
 
-/// Holds a [`SpinLock`] until dropped.
+/// Masks IRQs on this CPU and returns the previous DAIF.
+fn mask_irqs() -> u64 {
+    let daif: u64;
+    // SAFETY: reading DAIF and masking IRQs only affects this CPU's
+    // interrupt delivery.
+    unsafe {
+        core::arch::asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nomem, nostack))
+    };
+    daif
+}
+
+/// Restores DAIF saved by [`mask_irqs`].
+fn restore_irqs(daif: u64) {
+    // SAFETY: puts back the interrupt mask this CPU had before.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
+}
+
+/// Holds a [`SpinLock`] (with IRQs masked) until dropped.
 pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    daif: u64,
 }
 
 impl<T> Deref for SpinGuard<'_, T> {
@@ -75,6 +104,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+        restore_irqs(self.daif);
     }
 }
 

@@ -151,6 +151,11 @@ fn current() -> Option<(&'static Domain, usize, usize)> {
 /// asked to. Never returns.
 pub fn idle_loop() -> ! {
     loop {
+        // IRQs stay masked from the mailbox check to the WFI, so a kick
+        // that arrives in between leaves its SGI pending and WFI returns at
+        // once (WFI wakes on a pending interrupt even when it is masked).
+        // SAFETY: masks IRQs on this CPU only.
+        unsafe { asm!("msr daifset, #2", options(nomem, nostack)) };
         let cpu = this_cpu();
         let req = PCPUS.get(cpu).and_then(|s| s.start.lock().take());
         if let Some((entry, x0)) = req
@@ -159,8 +164,17 @@ pub fn idle_loop() -> ! {
         {
             enter(dom, vcpu, entry, x0);
         }
-        // SAFETY: enable IRQs and wait; the vectors are installed.
-        unsafe { asm!("msr daifclr, #2", "wfi", options(nomem, nostack)) };
+        // SAFETY: wait, then open an IRQ window to take what woke us; the
+        // vectors are installed.
+        unsafe {
+            asm!(
+                "dsb sy",
+                "wfi",
+                "msr daifclr, #2",
+                "isb",
+                options(nomem, nostack)
+            )
+        };
     }
 }
 
