@@ -451,7 +451,14 @@ fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
     };
     frame.x[0] = outcome.ret;
     match outcome.action {
-        PsciAction::None | PsciAction::Wfi => {}
+        PsciAction::None => {}
+        // CPU_SUSPEND: a power-down state is allowed to return like WFI.
+        PsciAction::Wfi => {
+            refresh_lrs(dom, vcpu);
+            if !dom.rt.lock().vgic.has_deliverable(VcpuId(vcpu)) {
+                wait_for_interrupt();
+            }
+        }
         PsciAction::StartVcpu {
             vcpu: target,
             entry,
@@ -567,8 +574,12 @@ fn guest_output(id: tessel_vpl011::console::ConsoleId, bytes: &[u8]) {
 
 /// Reads SPSR mode bits and picks the vector offset for an exception taken
 /// to EL1 (DDI 0487, D1.10.2): current EL with SP_EL0 0x000, current EL
-/// with SP_ELx 0x200, lower EL (AArch64) 0x400.
+/// with SP_ELx 0x200, lower EL in AArch64 0x400, lower EL in AArch32 0x600
+/// (SPSR.M\[4\] set).
 fn vector_offset(spsr: u64) -> u64 {
+    if spsr & 0x10 != 0 {
+        return 0x600;
+    }
     match spsr & 0xf {
         0b0100 => 0x000,
         0b0101 => 0x200,
