@@ -230,6 +230,9 @@ struct Ctx {
     tlbi_all: bool,
     /// Unlinked tables to free once their invalidation has completed.
     to_free: Vec<HostPhysAddr>,
+    /// Broken entries waiting for their new descriptor: written after the
+    /// next flush, so a table's worth of replacements costs one sync.
+    makes: Vec<(HostPhysAddr, usize, u64)>,
     /// Descriptors were written since the last sync.
     dirty: bool,
 }
@@ -385,8 +388,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
     }
 
     /// Looks `ipa` up as the hardware walker would: output address,
-    /// attributes and size of the leaf, or `None` if it is unmapped (or
-    /// outside the IPA space).
+    /// attributes and size of the leaf, or `None` if it is unmapped, outside
+    /// the IPA space, or holds a descriptor this crate never writes (the
+    /// tables were modified behind its back).
     pub fn translate(&self, ipa: GuestPhysAddr) -> Option<Translation> {
         if ipa.0 >= self.config.ipa_size() {
             return None;
@@ -415,7 +419,9 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
         }
     }
 
-    /// Calls `f` with every leaf descriptor, in IPA order.
+    /// Calls `f` with every leaf descriptor, in IPA order (descriptors this
+    /// crate never writes are skipped, as [`translate`](Self::translate)
+    /// treats them as unmapped).
     pub fn for_each_mapping(&self, mut f: impl FnMut(Mapping)) {
         let level = self.config.start_level();
         let entries = (self.config.ipa_size() >> shift(level)) as usize;
@@ -597,6 +603,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
             tlbi,
             tlbi_all,
             to_free: Vec::new(),
+            makes: Vec::new(),
             dirty: false,
         };
         let result = self.apply_node(self.root, level, 0, s, e, op, true, &mut ctx);
@@ -630,7 +637,10 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
                 Action::Skip => {}
                 Action::Write(new) => self.replace(t, i, old, new, level, eb, live, ctx),
                 Action::Descend(next) if level < 3 => {
-                    self.apply_node(next, level + 1, eb, ss, ee, op, live, ctx)?;
+                    if let Err(err) = self.apply_node(next, level + 1, eb, ss, ee, op, live, ctx) {
+                        self.make_pending(ctx);
+                        return Err(err);
+                    }
                     if matches!(op, Op::Unmap) && self.is_empty(next) {
                         self.replace(t, i, old, 0, level, eb, live, ctx);
                     }
@@ -652,6 +662,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
                         }
                     }
                     if let Err(err) = self.apply_node(new, level + 1, eb, ss, ee, op, false, ctx) {
+                        self.make_pending(ctx);
                         self.free_unreachable(new, level + 1);
                         return Err(err);
                     }
@@ -662,7 +673,21 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
                 Action::Descend(_) | Action::NewTable(_) => {}
             }
         }
+        self.make_pending(ctx);
         Ok(())
+    }
+
+    /// Completes the invalidation of the broken entries waiting in `ctx`,
+    /// then writes their new descriptors.
+    fn make_pending(&mut self, ctx: &mut Ctx) {
+        if ctx.makes.is_empty() {
+            return;
+        }
+        self.flush(ctx);
+        for (t, i, new) in ctx.makes.drain(..) {
+            self.mem.write(t, i, new);
+        }
+        ctx.dirty = true;
     }
 
     fn is_empty(&self, table: HostPhysAddr) -> bool {
@@ -715,11 +740,16 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
                     }
                     _ => ctx.invalidate(eb, Some(level)),
                 }
-                // ...invalidate and wait, then make.
+                // ...invalidate and wait, then make: batched with the other
+                // entries of this table when there is room to queue it.
                 if new & bits::VALID != 0 {
-                    self.flush(ctx);
-                    self.mem.write(t, i, new);
-                    ctx.dirty = true;
+                    if ctx.makes.try_reserve(1).is_ok() {
+                        ctx.makes.push((t, i, new));
+                    } else {
+                        self.flush(ctx);
+                        self.mem.write(t, i, new);
+                        ctx.dirty = true;
+                    }
                 }
             }
         }
@@ -780,6 +810,7 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
     /// Ends an update: completes maintenance, then frees unlinked tables and
     /// unused pool tables.
     fn finish(&mut self, ctx: &mut Ctx) {
+        self.make_pending(ctx);
         if ctx.dirty || ctx.tlbi_all || !ctx.tlbi.is_empty() {
             self.flush(ctx);
         }

@@ -486,6 +486,21 @@ fn level0_start_links_level1_tables() {
         .translate(GuestPhysAddr(start + 3 * SIZE_1G + 5))
         .unwrap();
     assert_eq!(t.pa, HostPhysAddr(start + 3 * SIZE_1G + 5));
+    // The very last page of the 48-bit spaces.
+    let top = (1u64 << 48) - PAGE_SIZE;
+    s2.map(g(top, PAGE_SIZE), HostPhysAddr(top), Attrs::DEVICE)
+        .unwrap();
+    let t = s2.translate(GuestPhysAddr(top + 0xfff)).unwrap();
+    assert_eq!(
+        (t.pa, t.attrs, t.level),
+        (HostPhysAddr(top + 0xfff), Attrs::DEVICE, 3)
+    );
+    // A level-1, a level-2 and a level-3 table for it.
+    assert_eq!(s2.table_count(), 3 + 3);
+    assert!(matches!(
+        s2.map(g(top, 2 * PAGE_SIZE), HostPhysAddr(0), Attrs::RAM),
+        Err(MapError::IpaOutOfRange { ipa_bits: 48, .. })
+    ));
 }
 
 #[test]
@@ -797,6 +812,38 @@ fn remap_of_a_table_by_a_block_frees_the_table_after_invalidation() {
     let evs = log.borrow().clone();
     let free = evs.iter().rposition(|e| matches!(e, Ev::Free(..))).unwrap();
     assert!(evs[..free].contains(&Ev::Sync));
+    check_journal(&s2, &log).unwrap();
+}
+
+#[test]
+fn replacing_a_table_of_pages_costs_one_sync() {
+    let (mut s2, log) = logged(cfg(40, 40));
+    s2.map(
+        g(0x4000_0000, SIZE_2M),
+        HostPhysAddr(0x9000_1000),
+        Attrs::RAM,
+    )
+    .unwrap();
+    let mark = log.borrow().len();
+    // Still misaligned for a block: 512 live pages replaced one by one.
+    s2.remap(
+        g(0x4000_0000, SIZE_2M),
+        HostPhysAddr(0xa000_3000),
+        Attrs::RAM,
+    )
+    .unwrap();
+    let evs = since(&log, mark);
+    let syncs = evs.iter().filter(|e| **e == Ev::Sync).count();
+    assert_eq!(syncs, 2, "one before the new pages, one at the end");
+    // All 512 breaks come before the single whole-VMID invalidation, and
+    // every new page after it.
+    let inv = evs.iter().position(|e| *e == Ev::InvAll).unwrap();
+    assert!(evs[..inv].iter().all(|e| matches!(e, Ev::Write(_, _, 0))));
+    assert_eq!(inv, 512);
+    assert_eq!(
+        s2.translate(GuestPhysAddr(0x401f_f000)).unwrap().pa,
+        HostPhysAddr(0xa020_2000)
+    );
     check_journal(&s2, &log).unwrap();
 }
 
