@@ -12,13 +12,25 @@ pub fn mmio_read32(addr: u64) -> u32 {
     // SAFETY: callers pass device addresses from the guest's DTB (or, in
     // the hostile and forbidden checks, addresses whose faults the sync
     // handler swallows); the access has no Rust-visible aliasing.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
+    // A plain `ldr` with a base register only: the compiler may otherwise
+    // pick a write-back addressing mode, which leaves ESR_EL2.ISV clear and
+    // cannot be emulated by a hypervisor (Arm ARM D17.2.40, "ISV").
+    let v: u32;
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{a}]", v = out(reg) v, a = in(reg) addr,
+            options(nostack, preserves_flags));
+    }
+    v
 }
 
 /// 32-bit MMIO write.
 pub fn mmio_write32(addr: u64, v: u32) {
     // SAFETY: as for `mmio_read32`.
-    unsafe { core::ptr::write_volatile(addr as *mut u32, v) }
+    // Base-register-only `str` for the same reason as in `mmio_read32`.
+    unsafe {
+        core::arch::asm!("str {v:w}, [{a}]", v = in(reg) v, a = in(reg) addr,
+            options(nostack, preserves_flags));
+    }
 }
 
 /// MMIO access of any width (1, 2, 4, 8 bytes) for the hostile guest.
