@@ -649,7 +649,13 @@ pub fn stop_domain(d: usize, reason: StopReason) {
             gic.send_sgi(p, crate::irq::SGI_KICK);
         }
     }
-    if domains.iter().all(|d| d.rt.lock().state.is_stopped()) {
+    // Two domains may stop at once on different CPUs and both see every
+    // domain stopped; only the first reports and powers off.
+    static POWERING_OFF: core::sync::atomic::AtomicBool =
+        core::sync::atomic::AtomicBool::new(false);
+    if domains.iter().all(|d| d.rt.lock().state.is_stopped())
+        && !POWERING_OFF.swap(true, core::sync::atomic::Ordering::AcqRel)
+    {
         println!("all domains have stopped; powering off");
         crate::psci::system_off();
     }
