@@ -84,6 +84,7 @@ fn guest_domain(g: &GuestSpec<'_>, slot: u64, image: &Path, size: u64) -> Domain
             size,
         },
         ramdisk: None,
+        device_tree: None,
         bootargs,
     }
 }
@@ -128,6 +129,8 @@ fn scenario(
         forbid: vec![": FAIL ".into(), "PANIC".into()],
         expect_shutdown: true,
         expect_refused: vec![],
+        host_dts: String::new(),
+        qemu_args: vec![],
     })
 }
 

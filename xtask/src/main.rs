@@ -5,13 +5,15 @@
 //! cargo xtask run [--gic v2|v3] [--timeout SECS]
 //!                                        boot the two-domain demo on QEMU, console on the terminal
 //! cargo xtask dtb [--gic v2|v3]          write the demo's host DTB/DTS to target/boot/
-//! cargo xtask e2e [--gic v2|v3] [--only NAME]
-//!                                        run the test-guest scenarios, logs in target/e2e/
-//! cargo xtask test                       cargo test (workspace), then e2e, with a summary
+//! cargo xtask e2e [--gic v2|v3] [--only NAME] [--linux]
+//!                                        run the test-guest scenarios (with --linux: the
+//!                                        Linux-guest scenarios instead), logs in target/e2e/
+//! cargo xtask test                       cargo test (workspace), then both e2e suites, with a summary
 //! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
 //! ```
 mod build;
 mod e2e;
+mod e2e_linux;
 mod linux;
 mod qemu;
 mod scenario;
@@ -28,6 +30,7 @@ struct Options {
     gic: Option<Gic>,
     timeout: Option<u64>,
     only: Option<String>,
+    linux: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -54,6 +57,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 );
             }
             "--only" => o.only = Some(value()?),
+            "--linux" => o.linux = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -83,7 +87,11 @@ fn test_all(o: &Options) -> Result<bool> {
         .map_err(|e| format!("cannot run cargo test: {e}"))?
         .success();
     let unit = if unit_ok { "ok" } else { "FAILED" };
-    let e2e = build::all().and_then(|images| e2e::run(&images, &gics(o), o.only.as_deref()));
+    let e2e = build::all().and_then(|images| {
+        let (p, f) = e2e::run(&images, &gics(o), o.only.as_deref())?;
+        let (lp, lf) = e2e_linux::run(&images.hypervisor, &gics(o), o.only.as_deref())?;
+        Ok((p + lp, f + lf))
+    });
     match e2e {
         Ok((passed, failed)) => {
             println!(
@@ -93,7 +101,7 @@ fn test_all(o: &Options) -> Result<bool> {
         }
         Err(e) => {
             eprintln!("xtask: {e}");
-            println!("summary: unit/integration tests {unit}, e2e not run (build failed)");
+            println!("summary: unit/integration tests {unit}, e2e not run or not finished");
             Ok(false)
         }
     }
@@ -126,7 +134,11 @@ fn real_main(args: &[String]) -> Result<bool> {
         }
         "e2e" => {
             let images = build::all()?;
-            let (_, failed) = e2e::run(&images, &gics(&o), o.only.as_deref())?;
+            let (_, failed) = if o.linux {
+                e2e_linux::run(&images.hypervisor, &gics(&o), o.only.as_deref())?
+            } else {
+                e2e::run(&images, &gics(&o), o.only.as_deref())?
+            };
             Ok(failed == 0)
         }
         "test" => test_all(&o),

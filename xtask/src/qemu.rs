@@ -50,7 +50,8 @@ fn command(sc: &Scenario, hypervisor: &Path, dtb: &Path) -> Command {
         .arg(hypervisor)
         .arg("-dtb")
         .arg(dtb)
-        .args(sc.loader_args());
+        .args(sc.loader_args())
+        .args(&sc.qemu_args);
     cmd
 }
 
@@ -91,6 +92,12 @@ pub struct Captured {
 /// scenario's timeout.
 pub fn run_captured(sc: &Scenario, hypervisor: &Path, dtb: &Path, log: &Path) -> Result<Captured> {
     let mut cmd = command(sc, hypervisor, dtb);
+    // The command line next to the log, to reproduce a failure by hand.
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    util::write(&log.with_extension("cmd"), line.join(" ") + "\n")?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

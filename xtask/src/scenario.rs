@@ -68,6 +68,8 @@ pub struct Domain {
     pub kernel: Module,
     /// Optional initrd module.
     pub ramdisk: Option<Module>,
+    /// Optional partial device tree for passthrough (`multiboot,device-tree`).
+    pub device_tree: Option<Module>,
     /// Kernel command line (`bootargs` of the kernel module).
     pub bootargs: String,
 }
@@ -95,6 +97,10 @@ pub struct Scenario {
     pub expect_shutdown: bool,
     /// Domains whose configuration the hypervisor must refuse.
     pub expect_refused: Vec<String>,
+    /// DTS appended after `/chosen` (e.g. `xen,passthrough` on a host node).
+    pub host_dts: String,
+    /// Extra QEMU arguments for the real run (drives, devices).
+    pub qemu_args: Vec<String>,
 }
 
 /// `reg`-style pair of 2-cell values.
@@ -134,7 +140,10 @@ impl Scenario {
     pub fn loader_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         for d in &self.domains {
-            for m in std::iter::once(&d.kernel).chain(d.ramdisk.as_ref()) {
+            let modules = std::iter::once(&d.kernel)
+                .chain(d.ramdisk.as_ref())
+                .chain(d.device_tree.as_ref());
+            for m in modules {
                 args.push("-device".into());
                 args.push(format!(
                     "loader,file={},addr=0x{:x},force-raw=on",
@@ -211,9 +220,18 @@ impl Scenario {
                 let _ = writeln!(s, "\t\t\t\treg = <{} {}>;", cells2(r.addr), cells2(r.size));
                 s.push_str("\t\t\t};\n");
             }
+            if let Some(p) = &d.device_tree {
+                let _ = writeln!(s, "\t\t\tmodule@{:x} {{", p.addr);
+                s.push_str(
+                    "\t\t\t\tcompatible = \"multiboot,device-tree\", \"multiboot,module\";\n",
+                );
+                let _ = writeln!(s, "\t\t\t\treg = <{} {}>;", cells2(p.addr), cells2(p.size));
+                s.push_str("\t\t\t};\n");
+            }
             s.push_str("\t\t};\n");
         }
         s.push_str("\t};\n};\n");
+        s.push_str(&self.host_dts);
         s
     }
 }
@@ -242,6 +260,7 @@ mod tests {
                     size: 0x1234,
                 },
                 ramdisk: None,
+                device_tree: None,
                 bootargs: "tessel-test=basic \"x\"".into(),
             }],
             timeout_secs: 1,
@@ -249,6 +268,8 @@ mod tests {
             forbid: vec![],
             expect_shutdown: true,
             expect_refused: vec![],
+            host_dts: String::new(),
+            qemu_args: vec![],
         };
         let dts = sc.chosen_dts();
         assert!(dts.contains("dom1 {"));
