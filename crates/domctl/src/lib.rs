@@ -195,6 +195,14 @@ impl fmt::Display for Names {
     }
 }
 
+/// Flag names joined by `|` (`HVM|HAP|TRAP_UNMAPPED_ACCESSES`), unnamed
+/// bits in hex, `(none)` for the empty set.
+impl fmt::Display for DomainFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Names(*self), f)
+    }
+}
+
 /// The host's GIC version, which bounds how many vCPUs a guest may have.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum GicVersion {
@@ -455,6 +463,13 @@ mod tests {
 
     fn builder(flags: DomainFlags) -> CreateDomainRequest {
         CreateDomainRequest::from_builder(flags, 1)
+    }
+
+    #[test]
+    fn flags_display_by_name() {
+        let f = DomainFlags::DOM0LESS_DEFAULT | DomainFlags::DIRECTMAP;
+        assert_eq!(f.to_string(), "HVM|HAP|TRAP_UNMAPPED_ACCESSES|DIRECTMAP");
+        assert_eq!(DomainFlags::empty().to_string(), "(none)");
     }
 
     #[test]
