@@ -11,6 +11,7 @@
 //! cargo xtask test                       cargo test (workspace), then both e2e suites, with a summary
 //! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
 //! ```
+mod apt;
 mod build;
 mod e2e;
 mod e2e_linux;

@@ -25,7 +25,9 @@ pub mod cpio;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::apt::Apt;
+use crate::util::Result;
 
 /// The virtio modules a passthrough scenario needs; their load order comes
 /// from each module's own `depends=` record, not from this list's order.
@@ -46,39 +48,6 @@ pub struct LinuxGuest {
     pub busybox: PathBuf,
 }
 
-type Result<T> = std::result::Result<T, String>;
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed ({}):\n{}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// apt options that point every state and cache directory at `apt_dir` and
-/// select the arm64 architecture.
-fn apt_options(apt_dir: &Path) -> Vec<String> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    vec![
-        "-q".into(),
-        "-oAPT::Architecture=arm64".into(),
-        "-oAPT::Architectures=arm64".into(),
-        format!("-oDir::State::Lists={}", apt_dir.join("lists").display()),
-        format!("-oDir::Cache={}", apt_dir.join("cache").display()),
-        "-oDir::State::status=/dev/null".into(),
-        "-oDebug::NoLocking=1".into(),
-        format!("-oAPT::Sandbox::User={user}"),
-    ]
-}
-
 /// Fetches (or finds in the cache) the kernel and busybox under `dir`
 /// (normally `target/linux`).
 pub fn fetch(dir: &Path) -> Result<LinuxGuest> {
@@ -86,40 +55,19 @@ pub fn fetch(dir: &Path) -> Result<LinuxGuest> {
     if let Some(guest) = find_unpacked(&root) {
         return Ok(guest);
     }
-    let apt = dir.join("apt");
-    for d in ["lists/partial", "cache/archives/partial", "debs"] {
-        fs::create_dir_all(apt.join(d)).map_err(|e| format!("{}: {e}", apt.join(d).display()))?;
-    }
-    let opts = apt_options(&apt);
+    let apt = Apt::new(&dir.join("apt"))?;
     eprintln!("linux: reading Debian's arm64 package index");
-    run(Command::new("apt-get").args(&opts).arg("update"))?;
+    apt.update()?;
     // The metapackage depends on exactly one versioned image package.
-    let deps = run(Command::new("apt-cache")
-        .args(&opts)
-        .args(["depends", KERNEL_META]))?;
+    let deps = apt.cache(&["depends", KERNEL_META])?;
     let image_pkg = deps
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|p| p.starts_with("linux-image-"))
         .ok_or_else(|| format!("{KERNEL_META} has no linux-image dependency:\n{deps}"))?
         .to_string();
-    let debs = apt.join("debs");
     eprintln!("linux: downloading {image_pkg} and {BUSYBOX} (arm64)");
-    run(Command::new("apt-get")
-        .current_dir(&debs)
-        .args(&opts)
-        .args(["download", &image_pkg, BUSYBOX]))?;
-    let mut versions = String::new();
-    fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-    for entry in fs::read_dir(&debs).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "deb") {
-            run(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            versions.push_str(&name.replace("%3a", ":"));
-            versions.push('\n');
-        }
-    }
+    let versions = apt.download_unpack(&[&image_pkg, BUSYBOX], &root)?;
     fs::write(dir.join("versions.txt"), &versions).map_err(|e| e.to_string())?;
     eprint!("linux: fetched\n{versions}");
     find_unpacked(&root)
