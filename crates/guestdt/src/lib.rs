@@ -270,6 +270,14 @@ pub enum GuestDtError {
         /// Size of the window.
         size: u64,
     },
+    /// An emulated device window (a GIC frame) runs past the end of the
+    /// 64-bit address space.
+    DeviceWindowWraps {
+        /// Which device frame.
+        device: &'static str,
+        /// Its window.
+        window: GuestRange,
+    },
     /// An emulated device window overlaps guest RAM.
     DeviceOverlapsRam {
         /// Which device frame.
@@ -333,6 +341,12 @@ impl fmt::Display for GuestDtError {
                 f,
                 "vPL011 window {base:#x}+{size:#x} is smaller than {UART_MIN_SIZE:#x} bytes or wraps"
             ),
+            Self::DeviceWindowWraps { device, window } => {
+                write!(
+                    f,
+                    "{device} window {window} runs past the end of the address space"
+                )
+            }
             Self::DeviceOverlapsRam {
                 device,
                 window,
@@ -588,6 +602,9 @@ impl GuestDtSpec<'_> {
             }
         }
         for (device, window) in self.device_windows() {
+            if window.end().is_none() {
+                return Err(GuestDtError::DeviceWindowWraps { device, window });
+            }
             if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
                 return Err(GuestDtError::DeviceOverlapsRam {
                     device,

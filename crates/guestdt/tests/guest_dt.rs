@@ -634,6 +634,38 @@ fn layout_conflicts_are_rejected() {
     assert!(msg.contains("0x5ffff000+0x2000"), "{msg}");
 }
 
+/// Found by the guestdt_generate fuzz target: a GICv2 CPU interface at the
+/// top of the address space was written as a `reg` that wraps.
+#[test]
+fn gic_frames_that_wrap_are_rejected() {
+    let mut spec = xen_layout_v2();
+    spec.gic = GicSpec::V2 {
+        gicd: GuestPhysAddr(0x0300_1000),
+        gicc: GuestPhysAddr(u64::MAX),
+    };
+    let window = GuestRange::new(GuestPhysAddr(u64::MAX), 0x2000);
+    assert_eq!(
+        spec.generate(),
+        Err(GuestDtError::DeviceWindowWraps {
+            device: "GICv2 CPU interface",
+            window,
+        })
+    );
+    let msg = spec.generate().unwrap_err().to_string();
+    assert!(msg.contains("0xffffffffffffffff+0x2000"), "{msg}");
+    let mut spec = qemu_direct_v3();
+    if let GicSpec::V3 { gicd, .. } = &mut spec.gic {
+        *gicd = GuestPhysAddr(u64::MAX - 0xfff);
+    }
+    assert!(matches!(
+        spec.generate(),
+        Err(GuestDtError::DeviceWindowWraps {
+            device: "GICv3 distributor",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn partial_serial0_alias_is_kept() {
     let mut w = FdtWriter::new();
