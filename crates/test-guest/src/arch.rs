@@ -23,6 +23,8 @@ _start:
     .ascii  "ARM\x64"
     .long   0
 0:
+    // Counter at the guest's first instructions, for the benchmark mode.
+    mrs     x21, cntpct_el0
     mov     x19, x0
     // CPACR_EL1.FPEN = 0b11: the compiler may use FP/SIMD registers.
     mov     x1, #(3 << 20)
@@ -52,8 +54,10 @@ _start:
     b.hs    4f
     str     xzr, [x1], #8
     b       3b
+4:  adrp    x1, BENCH_ENTRY_CNTPCT
+    str     x21, [x1, :lo12:BENCH_ENTRY_CNTPCT]
     // Exceptions use SP_EL1: make sure that is the stack we set up.
-4:  msr     spsel, #1
+    msr     spsel, #1
     adrp    x1, __stack0_top
     add     x1, x1, :lo12:__stack0_top
     mov     sp, x1

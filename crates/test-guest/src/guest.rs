@@ -156,6 +156,9 @@ extern "C" fn guest_main(dtb_addr: u64) -> ! {
         if args.has("soak") {
             soak(&gic);
         }
+        if args.has("bench") {
+            crate::bench::run(&info, &gic);
+        }
     }
     if args.has("direct-map") {
         check_direct_map(&info, &args);
@@ -519,6 +522,7 @@ extern "C" fn sync_exception(frame: &mut Frame) {
 /// IRQ from the current EL.
 #[unsafe(no_mangle)]
 extern "C" fn irq_exception(_frame: &mut Frame) {
+    let ticks = arch::cntvct();
     let version = GIC_VERSION.load(Ordering::Acquire);
     if version == 0 {
         return;
@@ -536,6 +540,7 @@ extern "C" fn irq_exception(_frame: &mut Frame) {
     if intid >= hw::SPURIOUS {
         return;
     }
+    crate::bench::irq_taken(intid, ticks);
     match intid {
         hw::TEST_SGI => SGI_HITS.store(SGI_HITS.load(Ordering::Relaxed) + 1, Ordering::Release),
         hw::VTIMER_PPI => {

@@ -9,13 +9,13 @@ use tessel_test_guest::fdt::GicInfo;
 
 /// 32-bit MMIO read.
 pub fn mmio_read32(addr: u64) -> u32 {
+    let v: u32;
     // SAFETY: callers pass device addresses from the guest's DTB (or, in
     // the hostile and forbidden checks, addresses whose faults the sync
     // handler swallows); the access has no Rust-visible aliasing.
     // A plain `ldr` with a base register only: the compiler may otherwise
     // pick a write-back addressing mode, which leaves ESR_EL2.ISV clear and
     // cannot be emulated by a hypervisor (Arm ARM D17.2.40, "ISV").
-    let v: u32;
     unsafe {
         core::arch::asm!("ldr {v:w}, [{a}]", v = out(reg) v, a = in(reg) addr,
             options(nostack, preserves_flags));

@@ -5,7 +5,7 @@
 //! conduit, and runs the checks selected on the command line:
 //!
 //! ```text
-//! tessel-test=MODE[,MODE...]  basic | smp | direct-map | forbidden | hostile | soak
+//! tessel-test=MODE[,MODE...]  basic | smp | direct-map | forbidden | hostile | soak | bench
 //! tessel-name=NAME            prefix of every output line ("NAME: PASS sgi")
 //! tessel-bank=0xADDR          direct-map: expected start of the memory node
 //! tessel-forbid=0xA,0xB       forbidden: addresses whose access must fault
@@ -16,6 +16,8 @@
 //! `console`, `dtb`, `gic`, `sgi` (self-SGI), `timer` (virtual timer PPI
 //! 27), and by mode `cpu-on`, `ram-1to1`, `forbidden@0xADDR`, `hostile`,
 //! `soak` (SGI + timer rounds for 4 s, e.g. beside a hostile domain).
+//! `bench` prints trap and interrupt costs (`BENCH` lines, see `bench.rs`;
+//! `tessel-bench-gpio=0xADDR,INTID` names a PL061 for the SPI figure).
 //!
 //! Build with `cargo xtask build` (it adds `-C relocation-model=pie` and
 //! `+strict-align`: the MMU stays off, so all data accesses are Device
@@ -32,6 +34,8 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod bench;
 #[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
