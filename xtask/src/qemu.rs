@@ -43,7 +43,8 @@ pub fn make_dtb(sc: &Scenario) -> Result<PathBuf> {
     Ok(dtb)
 }
 
-fn command(sc: &Scenario, hypervisor: &Path, dtb: &Path) -> Command {
+/// The QEMU command line that boots `hypervisor` with `dtb` for `sc`.
+pub fn command(sc: &Scenario, hypervisor: &Path, dtb: &Path) -> Command {
     let mut cmd = Command::new(QEMU);
     cmd.args(sc.machine_args())
         .arg("-kernel")
@@ -91,13 +92,26 @@ pub struct Captured {
 /// Runs `sc` booting `dtb` with the console captured into `log`, killing QEMU after the
 /// scenario's timeout.
 pub fn run_captured(sc: &Scenario, hypervisor: &Path, dtb: &Path, log: &Path) -> Result<Captured> {
-    let mut cmd = command(sc, hypervisor, dtb);
+    let cmd = command(sc, hypervisor, dtb);
     // The command line next to the log, to reproduce a failure by hand.
     let line: Vec<String> = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     util::write(&log.with_extension("cmd"), line.join(" ") + "\n")?;
+    capture(cmd, sc.timeout_secs, None, log)
+}
+
+/// Runs `cmd` (a QEMU command line) with its output captured into `log`.
+/// QEMU is killed after `timeout_secs`, or as soon as the output contains
+/// `done` if that is given (for runs that never power off by themselves);
+/// `exited` is true in that second case too.
+pub fn capture(
+    mut cmd: Command,
+    timeout_secs: u64,
+    done: Option<&str>,
+    log: &Path,
+) -> Result<Captured> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -135,7 +149,16 @@ pub fn run_captured(sc: &Scenario, hypervisor: &Path, dtb: &Path, log: &Path) ->
         if child.try_wait().map_err(|e| e.to_string())?.is_some() {
             break true;
         }
-        if start.elapsed() > Duration::from_secs(sc.timeout_secs) {
+        let finished = done.is_some_and(|d| {
+            buf.lock()
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains(d))
+        });
+        if finished {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(timeout_secs) {
             let _ = child.kill();
             let _ = child.wait();
             break false;
@@ -149,8 +172,7 @@ pub fn run_captured(sc: &Scenario, hypervisor: &Path, dtb: &Path, log: &Path) ->
     let mut output = String::from_utf8_lossy(&bytes).replace('\r', "");
     if !exited {
         output.push_str(&format!(
-            "\n[xtask: timeout after {} s, QEMU killed]\n",
-            sc.timeout_secs
+            "\n[xtask: timeout after {timeout_secs} s, QEMU killed]\n"
         ));
     }
     util::write(log, &output)?;
