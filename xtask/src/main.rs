@@ -10,8 +10,10 @@
 //!                                        Linux-guest scenarios instead), logs in target/e2e/
 //! cargo xtask test                       cargo test (workspace), then both e2e suites, with a summary
 //! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
+//! cargo xtask bench [--gic v2|v3]        trap and interrupt costs: native, Tessel, Xen 4.17 (docs/performance.md)
 //! ```
 mod apt;
+mod bench;
 mod build;
 mod e2e;
 mod e2e_linux;
@@ -110,7 +112,9 @@ fn test_all(o: &Options) -> Result<bool> {
 
 fn real_main(args: &[String]) -> Result<bool> {
     let Some((cmd, rest)) = args.split_first() else {
-        return Err("usage: cargo xtask <build|run|dtb|e2e|test|fetch-linux> [options]".into());
+        return Err(
+            "usage: cargo xtask <build|run|dtb|e2e|test|fetch-linux|bench> [options]".into(),
+        );
     };
     let o = parse_options(rest)?;
     match cmd.as_str() {
@@ -143,6 +147,7 @@ fn real_main(args: &[String]) -> Result<bool> {
             Ok(failed == 0)
         }
         "test" => test_all(&o),
+        "bench" => bench::run(o.gic.unwrap_or(Gic::V3)),
         "fetch-linux" => fetch_linux().map(|_| true),
         other => Err(format!("unknown command {other}")),
     }
