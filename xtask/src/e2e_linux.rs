@@ -53,7 +53,7 @@ const VIRTIO_PAGE: u64 = 0x0a00_3000;
 /// Its SPI in the host DT's encoding (INTID 79).
 const VIRTIO_SPI: u32 = 0x2f;
 /// Per-boot time limit, seconds.
-const TIMEOUT_SECS: u64 = 150;
+const TIMEOUT_SECS: u64 = 60;
 
 /// Console lines that fail a Linux scenario wherever they appear.
 const FORBIDDEN: &[&str] = &[
@@ -291,7 +291,7 @@ fn boot(
             // The bank starts on the domain's own kernel module.
             let bank = d.kernel.addr;
             d.static_mem = vec![(bank, GUEST_RAM)];
-            error = format!("{error} {bank:#x}+{GUEST_RAM:#x} overlaps the Kernel module");
+            error = format!("{error} {bank:#x}+{GUEST_RAM:#x} overlaps the ");
         }
         domains.push(d);
         refusals.push((spec.name.to_string(), error));
