@@ -551,6 +551,12 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
 
     /// Number of tables `op` on `[s, e)` will allocate.
     fn plan(&self, node: PlanNode, level: u8, base: u64, s: u64, e: u64, op: Op) -> usize {
+        // Level-3 entries are pages, never tables, and page-aligned ranges
+        // cover them fully, so no update allocates below level 2: skip the
+        // walk over the (up to 512) entries of a level-3 table.
+        if level >= 3 {
+            return 0;
+        }
         let mut needed = 0;
         for idx in Self::index_range(level, base, s, e) {
             let eb = base + ((idx as u64) << shift(level));
@@ -627,6 +633,19 @@ impl<M: TableMemory, T: TlbMaintenance> Stage2<M, T> {
         live: bool,
         ctx: &mut Ctx,
     ) -> Result<(), MapError> {
+        if let (3, false, Op::Map { ipa, pa, attrs }) = (level, live, op) {
+            // A page table no walker can reach yet: `decide` would write
+            // every page descriptor (or skip one already equal), and
+            // `replace` writes directly without maintenance when `!live`.
+            // Do just that, without reading and classifying each entry.
+            for idx in Self::index_range(level, base, s, e) {
+                let eb = base + ((idx as u64) << shift(level));
+                self.mem
+                    .write(table, idx, leaf_desc(level, pa + (eb - ipa), attrs));
+            }
+            ctx.dirty = true;
+            return Ok(());
+        }
         for idx in Self::index_range(level, base, s, e) {
             let eb = base + ((idx as u64) << shift(level));
             let (ss, ee) = (s.max(eb), e.min(eb + size(level)));
@@ -829,6 +848,12 @@ impl<M: TableMemory, T: TlbMaintenance> Drop for Stage2<M, T> {
         let level = self.config.start_level();
         let entries = self.config.root_tables() * ENTRIES_PER_TABLE;
         for idx in 0..entries {
+            // `tables` counts the tables below the root and drops as they
+            // are freed: once it is zero, the remaining root entries hold
+            // only blocks or nothing, so there is no need to read them.
+            if self.tables == 0 {
+                break;
+            }
             let (t, i) = slot(self.root, idx);
             if let Entry::Table(child) = classify(self.mem.read(t, i), level) {
                 self.free_unreachable(child, level + 1);

@@ -1186,6 +1186,15 @@ proptest! {
         if let Err(e) = check_journal(&s2, &log) {
             return Err(TestCaseError::fail(e));
         }
+        // Dropping returns every table (the root walk stops early once no
+        // table is left below it).
+        drop(s2);
+        let live = log.borrow().iter().fold(0i64, |live, ev| match ev {
+            Ev::Alloc(_, n) => live + *n as i64,
+            Ev::Free(_, n) => live - *n as i64,
+            _ => live,
+        });
+        prop_assert_eq!(live, 0);
     }
 
     #[test]
