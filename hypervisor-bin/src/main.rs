@@ -146,7 +146,7 @@ extern "C" fn primary_main(dtb: u64, base: u64) -> ! {
             psci::system_off();
         }
     };
-    run(&boot, blob, (dtb, info.dtb_size), online)
+    run(&boot, (dtb, info.dtb_size), online)
 }
 
 /// Brings up the GIC, the interrupt path and the other CPUs; returns how
@@ -271,42 +271,6 @@ fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
     Ok(online)
 }
 
-/// Host regions no domain may be given: RAM (domains get RAM only through
-/// `xen,static-mem`), and the GIC and console frames the hypervisor keeps.
-fn kept_regions(
-    host: &tessel_config::HostPlatform,
-) -> alloc::vec::Vec<tessel_passthrough::Forbidden> {
-    use alloc::string::String;
-    use tessel_passthrough::Forbidden;
-    let mut out = alloc::vec::Vec::new();
-    let mut keep = |name: &str, range: tessel_addr::HostRange| {
-        out.push(Forbidden {
-            name: String::from(name),
-            range,
-        })
-    };
-    for r in &host.ram {
-        keep("RAM", *r);
-    }
-    keep("GIC distributor", host.gic.gicd);
-    for r in &host.gic.redistributors {
-        keep("GIC redistributors", *r);
-    }
-    for (name, r) in [
-        ("GIC CPU interface", host.gic.gicc),
-        ("GIC virtual interface control", host.gic.gich),
-        ("GIC virtual CPU interface", host.gic.gicv),
-    ] {
-        if let Some(r) = r {
-            keep(name, r);
-        }
-    }
-    if let Some(u) = &host.console {
-        keep("console UART", u.mmio);
-    }
-    out
-}
-
 /// Secondary CPU entry from `boot.rs` (MMU off, stack set).
 #[unsafe(no_mangle)]
 extern "C" fn secondary_main(cpu: u64) -> ! {
@@ -325,7 +289,7 @@ extern "C" fn secondary_main(cpu: u64) -> ! {
 }
 
 /// Builds and runs the domains; powers off when none is left.
-fn run(boot: &BootConfig, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
+fn run(boot: &BootConfig, dtb: (u64, u64), online: usize) -> ! {
     let s2 = match s2::config() {
         Ok(c) => c,
         Err(e) => {
@@ -333,40 +297,20 @@ fn run(boot: &BootConfig, blob: &[u8], dtb: (u64, u64), online: usize) -> ! {
             psci::system_off();
         }
     };
-    let uart = boot
-        .host
-        .console
-        .as_ref()
-        .map(|u| (u.mmio.start.0, u.mmio.size, u.intid));
-    let host = domain::HostFacts {
-        image: (
-            &raw const __image_start as u64,
-            (&raw const __image_end as u64) - (&raw const __image_start as u64),
+    let image_start = &raw const __image_start as u64;
+    let image_end = &raw const __image_end as u64;
+    let host = tessel_builder::HostFacts {
+        image: tessel_addr::HostRange::new(
+            tessel_addr::HostPhysAddr(image_start),
+            image_end - image_start,
         ),
-        dtb,
-        gic: boot.host.gic.clone(),
-        uart,
-        pcpus: online,
-        s2,
+        dtb: tessel_addr::HostRange::new(tessel_addr::HostPhysAddr(dtb.0), dtb.1),
+        free_pcpus: alloc::vec![true; online],
         gic_spis: GIC.get().map_or(0, |g| g.num_irqs().saturating_sub(32)),
+        stage2: s2,
     };
     let mut mux = tessel_vpl011::console::Console::new();
-    let dt = match tessel_config::fdt::DeviceTree::parse(blob) {
-        Ok(dt) => dt,
-        Err(e) => {
-            println!("fatal: host device tree: {e}");
-            psci::system_off();
-        }
-    };
-    let mut pt = domain::Passthrough {
-        registry: tessel_passthrough::Registry::new(kept_regions(&boot.host)),
-        view: tessel_passthrough::HostView {
-            dt: &dt,
-            gic_path: &boot.host.gic.path,
-            has_iommu: boot.host.has_iommu,
-        },
-    };
-    let domains = domain::build_all(boot, &host, &mut mux, &mut pt);
+    let domains = domain::build_all(boot, &host, &mut mux);
     if domains.is_empty() {
         println!("no domain to run; powering off");
         psci::system_off();
