@@ -7,6 +7,7 @@
 //! images are loaded at [`MODULE_BASE`] + 16 MiB × n; static banks of
 //! direct-mapped domains are 64 MiB each from [`BANK_A`].
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::build::Images;
@@ -285,7 +286,42 @@ pub fn scenarios(gic: Gic, images: &Images) -> Result<Vec<Scenario>> {
     bad.expect.push("baddom".into());
     bad.expect_refused.push("baddom".into());
     v.push(bad);
+    v.extend(per_irq_variants(&v));
     Ok(v)
+}
+
+/// The interrupt-heavy scenarios again with the per-IRQ vGIC model, chosen
+/// by `vgic=new` on the hypervisor command line; in `mixed`, dom2 keeps the
+/// classic model through its own `tessel,vgic-model`, so both models run
+/// side by side in one boot.
+fn per_irq_variants(base: &[Scenario]) -> Vec<Scenario> {
+    let variant = |from: &str, to: &str, dom_override: Option<&str>| {
+        let b = base
+            .iter()
+            .find(|s| s.name.starts_with(&format!("{from}-gic")))?;
+        let mut s = b.clone();
+        s.name = b.name.replacen(from, to, 1);
+        s.host_dts
+            .push_str("\n/ {\n\tchosen {\n\t\txen,xen-bootargs = \"vgic=new\";\n");
+        if let Some(d) = dom_override {
+            let _ = write!(
+                s.host_dts,
+                "\t\t{d} {{\n\t\t\ttessel,vgic-model = \"classic\";\n\t\t}};\n"
+            );
+            s.expect.push("vGIC model: classic".into());
+        }
+        s.host_dts.push_str("\t};\n};\n");
+        s.expect.push("vGIC model: per-IRQ".into());
+        Some(s)
+    };
+    [
+        variant("basic", "mixed-vgic", Some("dom2")),
+        variant("smp", "smp-perirq", None),
+        variant("hostile", "hostile-perirq", None),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Checks a captured run against its scenario; returns the problems.
@@ -361,7 +397,7 @@ mod tests {
         };
         for gic in [Gic::V2, Gic::V3] {
             let all = scenarios(gic, &images).unwrap();
-            assert_eq!(all.len(), 5);
+            assert_eq!(all.len(), 8);
             for sc in all {
                 let dtb = qemu::make_dtb(&sc).unwrap();
                 sc.preflight(&util::read(&dtb).unwrap())

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 
 use tessel_addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange, PAGE_SIZE};
-use tessel_config::{BootConfig, DomainConfig, GicInfo, ReservedSource};
+use tessel_config::{BootConfig, DomainConfig, GicInfo, ReservedSource, VgicModel};
 use tessel_domctl::{CreateDomainRequest, DomainFlags, HostCapabilities};
 use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartKind, UartSpec};
 use tessel_passthrough::{Assignment, DomainRequest, Forbidden, HostView, Registry};
@@ -230,7 +230,11 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         request.validate(&caps).map_err(|e| flags_error(name, e))?;
 
         let vgic = VgicPlan {
-            model: Model::default(),
+            model: match cfg.vgic_model.or(self.boot.vgic_model) {
+                Some(VgicModel::Classic) => Model::Classic,
+                Some(VgicModel::PerIrq) => Model::PerIrq,
+                None => Model::default(),
+            },
             config: vgic_config,
             hw_irqs,
         };

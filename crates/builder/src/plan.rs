@@ -234,6 +234,13 @@ impl DomainPlan<'_> {
             out.push(format!("vGICv{v} {what} at {}", r.range));
         }
         out.push(format!(
+            "vGIC model: {}",
+            match self.vgic.model {
+                Model::Classic => "classic",
+                Model::PerIrq => "per-IRQ",
+            }
+        ));
+        out.push(format!(
             "IRQs: virtual timer PPI {} (hardware-mapped), {} SPIs",
             crate::VTIMER_PPI,
             self.vgic.nr_spis()

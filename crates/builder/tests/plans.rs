@@ -354,6 +354,41 @@ fn plans_are_deterministic() {
     assert_eq!(plans(&b, &h, &m), plans(&b, &h, &m));
 }
 
+#[test]
+fn vgic_model_follows_domain_then_command_line_then_default() {
+    use tessel_config::VgicModel;
+    use tessel_vgic::Model;
+    let (mut b, h, m) = (boot("gicv2-plan"), host(4), gicv2_modules());
+    let model_of = |b: &BootConfig| -> Vec<Model> {
+        plans(b, &h, &m)
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|p| p.vgic.model))
+            .collect()
+    };
+    let default = model_of(&b);
+    assert!(default.len() >= 2 && default.iter().all(|&x| x == Model::default()));
+
+    // vgic= on the command line sets every domain without its own choice.
+    b.vgic_model = Some(VgicModel::PerIrq);
+    if let Ok(d) = b.domains[0].as_mut() {
+        d.vgic_model = Some(VgicModel::Classic);
+    }
+    let chosen = model_of(&b);
+    assert_eq!(chosen[0], Model::Classic);
+    assert!(chosen[1..].iter().all(|&x| x == Model::PerIrq));
+    let o = plans(&b, &h, &m);
+    assert!(
+        ok(&o, 0)
+            .report_lines()
+            .contains(&"vGIC model: classic".to_string())
+    );
+    assert!(
+        ok(&o, 1)
+            .report_lines()
+            .contains(&"vGIC model: per-IRQ".to_string())
+    );
+}
+
 // ------------------------------------------------------------ GICv3
 
 #[test]

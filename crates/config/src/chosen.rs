@@ -44,6 +44,7 @@ const KNOWN_PROPS: &[&str] = &[
     "phandle",
     "linux,phandle",
     "name",
+    "tessel,vgic-model",
 ];
 
 /// Xen domain properties Tessel does not implement; they are ignored with a
@@ -196,6 +197,36 @@ pub struct DomainConfig {
     pub node_bootargs: Option<String>,
     /// `xen,vcpu` sub-nodes in DT order.
     pub vcpu_affinity: Vec<VcpuAffinity>,
+    /// `tessel,vgic-model` (a Tessel extension): which vGIC model emulates
+    /// this domain's interrupt controller; `None` leaves the choice to the
+    /// hypervisor-wide default ([`crate::BootConfig::vgic_model`]).
+    pub vgic_model: Option<VgicModel>,
+}
+
+/// The vGIC emulation model a domain asks for.
+///
+/// Xen picks its model when it is compiled (`CONFIG_NEW_VGIC`); Tessel
+/// carries both and chooses per domain, so one boot can compare them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgicModel {
+    /// The rank-based model of Xen's `arch/arm/vgic.c` (`"classic"`).
+    Classic,
+    /// The per-IRQ model of Xen's `arch/arm/vgic/` (`"new"` or `"per-irq"`).
+    PerIrq,
+}
+
+impl VgicModel {
+    /// The values `tessel,vgic-model` and the `vgic=` boot option accept.
+    pub const ACCEPTED: &'static str = "\"classic\", \"new\" or \"per-irq\"";
+
+    /// Parses a model name as the device tree or the command line spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "classic" => Some(Self::Classic),
+            "new" | "per-irq" => Some(Self::PerIrq),
+            _ => None,
+        }
+    }
 }
 
 impl DomainConfig {
@@ -610,6 +641,19 @@ fn parse_domain(
         }
     };
 
+    let vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
+        None => None,
+        Some(v) => Some(VgicModel::from_name(&v).ok_or_else(|| {
+            e(
+                "tessel,vgic-model",
+                ErrorKind::BadString {
+                    value: v.clone(),
+                    accepted: VgicModel::ACCEPTED,
+                },
+            )
+        })?),
+    };
+
     Ok(DomainConfig {
         name: String::from(name),
         memory_kib,
@@ -625,6 +669,7 @@ fn parse_domain(
         device_tree,
         node_bootargs,
         vcpu_affinity,
+        vgic_model,
     })
 }
 
@@ -800,6 +845,59 @@ mod tests {
                 min: 0,
                 max: 3
             })
+        );
+    }
+
+    #[test]
+    fn vgic_model_per_domain_and_from_the_command_line() {
+        let classic = with(domain("a"), "tessel,vgic-model", s("classic"));
+        let new = with(domain("b"), "tessel,vgic-model", s("new"));
+        let default = domain("c");
+        let bad = with(domain("d"), "tessel,vgic-model", s("fancy"));
+        let chosen = TNode::new("chosen")
+            .prop(
+                "xen,xen-bootargs",
+                s("sync_console vgic=classic vgic=per-irq"),
+            )
+            .child(classic)
+            .child(new)
+            .child(default)
+            .child(bad);
+        let cfg = run(chosen);
+        // The last vgic= option wins, as on Xen's command line.
+        assert_eq!(cfg.vgic_model, Some(VgicModel::PerIrq));
+        let models: Vec<_> = cfg
+            .domains
+            .iter()
+            .map(|d| d.as_ref().map(|d| d.vgic_model))
+            .collect();
+        assert_eq!(models[0], Ok(Some(VgicModel::Classic)));
+        assert_eq!(models[1], Ok(Some(VgicModel::PerIrq)));
+        assert_eq!(models[2], Ok(None));
+        let err = models[3].as_ref().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "d: tessel,vgic-model: value \"fancy\" is invalid: expected \"classic\", \"new\" or \"per-irq\""
+        );
+        assert!(
+            cfg.warnings
+                .iter()
+                .all(|w| w.property.as_deref() != Some("tessel,vgic-model"))
+        );
+    }
+
+    #[test]
+    fn unknown_vgic_option_is_a_warning() {
+        let chosen = TNode::new("chosen")
+            .prop("xen,xen-bootargs", s("vgic=v4"))
+            .child(domain("a"));
+        let cfg = run(chosen);
+        assert_eq!(cfg.vgic_model, None);
+        assert!(cfg.domains[0].is_ok());
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.node == "/chosen" && w.property.as_deref() == Some("xen,xen-bootargs"))
         );
     }
 

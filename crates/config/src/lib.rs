@@ -52,6 +52,7 @@ use alloc::vec::Vec;
 pub use chosen::{
     BootModule, CAP_CONTROL, CAP_HARDWARE, CAP_XENSTORE, DomainConfig, MAX_NR_SPIS,
     MAX_STATIC_BANKS, MAX_VCPUS, MAX_VCPUS_GICV2, Module, ModuleKind, PcpuRange, VcpuAffinity,
+    VgicModel,
 };
 pub use error::{ConfigError, ErrorKind, HostError, Warning};
 pub use fdt::{DeviceTree, FdtError, NodeId};
@@ -68,6 +69,10 @@ pub struct BootConfig {
     /// `/chosen/xen,xen-bootargs` (or, as in Xen, `/chosen/bootargs` when
     /// only `xen,dom0-bootargs` is present).
     pub xen_bootargs: Option<String>,
+    /// The `vgic=classic|new` option of the hypervisor command line: the
+    /// vGIC model of every domain without its own `tessel,vgic-model`.
+    /// `None` when the option is absent or names no model (a warning).
+    pub vgic_model: Option<VgicModel>,
     /// One entry per `xen,domain` node, in DT order.
     pub domains: Vec<Result<DomainConfig, ConfigError>>,
     /// Every boot module under `/chosen`, in DT order.
@@ -101,14 +106,38 @@ pub fn parse_tree(dt: DeviceTree) -> Result<BootConfig, HostError> {
     let mut warnings = Vec::new();
     let host = HostPlatform::from_tree(&dt, &mut warnings)?;
     let chosen = chosen::parse_chosen(&dt, &host, &mut warnings);
+    let vgic_model = chosen
+        .xen_bootargs
+        .as_deref()
+        .and_then(|args| vgic_option(args, &mut warnings));
     Ok(BootConfig {
         host,
         xen_bootargs: chosen.xen_bootargs,
+        vgic_model,
         domains: chosen.domains,
         modules: chosen.modules,
         warnings,
         tree: dt,
     })
+}
+
+/// The last `vgic=` option of a hypervisor command line (later options win,
+/// as on Xen's command line). An unknown model is a warning, not an error:
+/// the hypervisor boots with its default model.
+fn vgic_option(args: &str, warnings: &mut Vec<Warning>) -> Option<VgicModel> {
+    let value = args
+        .split_ascii_whitespace()
+        .filter_map(|opt| opt.strip_prefix("vgic="))
+        .next_back()?;
+    let model = VgicModel::from_name(value);
+    if model.is_none() {
+        warnings.push(Warning::new(
+            "/chosen",
+            Some("xen,xen-bootargs"),
+            "vgic= names no vGIC model (\"classic\", \"new\" or \"per-irq\"); using the default",
+        ));
+    }
+    model
 }
 
 #[cfg(test)]
