@@ -93,6 +93,11 @@ pub fn hypervisor() -> Result<PathBuf> {
 /// Builds the test guest only. It is position independent: it relocates
 /// itself, so the same image runs at guest 0x4000_0000 and at any static
 /// bank of a direct-mapped domain.
+///
+/// It runs with its MMU off, where every access is Device memory and an
+/// unaligned one faults, so it is compiled with `+strict-align`. rustc does
+/// not know that LLVM feature by name and warns that it passes it through;
+/// the warning is expected.
 pub fn test_guest() -> Result<PathBuf> {
     cargo_build(
         "tessel-test-guest",
