@@ -377,10 +377,18 @@ fn refresh_lrs(dom: &Domain, vcpu: usize) {
 /// Makes the pCPUs of the vCPUs in `kicks` exit their guest (they refill
 /// their list registers on the way back in).
 fn kick(dom: &Domain, kicks: Kicks) {
+    // Walks the set bits only: `Kicks::iter` tests all 128 positions with
+    // 128-bit shifts, about 1700 instructions per call.
+    let mut bits = kicks.bits();
+    if bits == 0 {
+        return;
+    }
     let me = this_cpu();
     let Some(gic) = GIC.get() else { return };
-    for v in kicks.iter() {
-        if let Some(&p) = dom.vcpu_pcpu.get(v.0)
+    while bits != 0 {
+        let v = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if let Some(&p) = dom.vcpu_pcpu.get(v)
             && p != me
         {
             gic.send_sgi(p, crate::irq::SGI_KICK);
@@ -507,8 +515,11 @@ fn mmio(
         if a.write {
             let v = a.store_value(reg(frame, a.reg));
             u.dev.write(off, a.size, v).map_err(MmioFault::Uart)?;
-            let mut out = Vec::new();
-            u.dev.drain_tx(|b| out.push(b));
+            // At most a FIFO's worth is waiting: no heap allocation needed.
+            let mut out = heapless::Vec::<u8, { tessel_vpl011::FIFO_DEPTH }>::new();
+            u.dev.drain_tx(|b| {
+                let _ = out.push(b);
+            });
             update_uart_line(dom, &mut rt);
             drop(rt);
             guest_output(id, &out);
