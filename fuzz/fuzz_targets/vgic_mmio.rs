@@ -48,15 +48,46 @@ enum Frame {
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Op {
-    Read { vcpu: u8, frame: Frame, off: u32, w: Width },
-    Write { vcpu: u8, frame: Frame, off: u32, w: Width, value: u64 },
-    Sgi { vcpu: u8, reg: u8, value: u64 },
-    Inject { vcpu: u8, intid: u16 },
-    Line { vcpu: u8, intid: u16, level: bool },
-    MapHw { vcpu: u8, virq: u16, pintid: u16 },
+    Read {
+        vcpu: u8,
+        frame: Frame,
+        off: u32,
+        w: Width,
+    },
+    Write {
+        vcpu: u8,
+        frame: Frame,
+        off: u32,
+        w: Width,
+        value: u64,
+    },
+    Sgi {
+        vcpu: u8,
+        reg: u8,
+        value: u64,
+    },
+    Inject {
+        vcpu: u8,
+        intid: u16,
+    },
+    Line {
+        vcpu: u8,
+        intid: u16,
+        level: bool,
+    },
+    MapHw {
+        vcpu: u8,
+        virq: u16,
+        pintid: u16,
+    },
     /// Flush, let the guest scribble over the LRs, sync.
-    Round { vcpu: u8, guest: [u8; 4] },
-    Maintenance { vcpu: u8 },
+    Round {
+        vcpu: u8,
+        guest: [u8; 4],
+    },
+    Maintenance {
+        vcpu: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -95,10 +126,23 @@ fn gpa(frame: Frame, off: u32) -> GuestPhysAddr {
 fn apply(g: &mut Vgic, op: Op, lrs: &mut Lrs) -> Option<u64> {
     let nr_intids = 32 + g.nr_spis() as u32;
     match op {
-        Op::Read { vcpu, frame, off, w } => {
-            return g.mmio_read(VcpuId(vcpu.into()), gpa(frame, off), w.size()).ok();
+        Op::Read {
+            vcpu,
+            frame,
+            off,
+            w,
+        } => {
+            return g
+                .mmio_read(VcpuId(vcpu.into()), gpa(frame, off), w.size())
+                .ok();
         }
-        Op::Write { vcpu, frame, off, w, value } => {
+        Op::Write {
+            vcpu,
+            frame,
+            off,
+            w,
+            value,
+        } => {
             let _ = g.mmio_write(VcpuId(vcpu.into()), gpa(frame, off), w.size(), value);
         }
         Op::Sgi { vcpu, reg, value } => {
@@ -147,7 +191,11 @@ fn apply(g: &mut Vgic, op: Op, lrs: &mut Lrs) -> Option<u64> {
 }
 
 fuzz_target!(|input: Input| {
-    let version = if input.v3 { GicVersion::V3 } else { GicVersion::V2 };
+    let version = if input.v3 {
+        GicVersion::V3
+    } else {
+        GicVersion::V2
+    };
     let max = if input.v3 { 20 } else { 8 };
     let nr_vcpus = usize::from(input.nr_vcpus % max) + 1;
     let nr_spis = usize::from(input.nr_spis % 97);
@@ -162,8 +210,12 @@ fuzz_target!(|input: Input| {
     let bystander = Vgic::new(Model::Classic, cfg.clone()).unwrap();
     let bystander2 = Vgic::new(Model::PerIrq, cfg).unwrap();
     let before = (bystander.state_digest(), bystander2.state_digest());
-    let mut l1 = Lrs { regs: [LrState::INVALID; 4] };
-    let mut l2 = Lrs { regs: [LrState::INVALID; 4] };
+    let mut l1 = Lrs {
+        regs: [LrState::INVALID; 4],
+    };
+    let mut l2 = Lrs {
+        regs: [LrState::INVALID; 4],
+    };
     for op in input.ops.iter().take(256) {
         let a = apply(&mut classic, *op, &mut l1);
         let b = apply(&mut perirq, *op, &mut l2);
