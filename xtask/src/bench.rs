@@ -530,6 +530,35 @@ mod tests {
         assert!(parse("BENCH end").unwrap_err().contains("CNTFRQ"));
     }
 
+    /// The Tessel boot DTB (QEMU's tree, the bench domain, the PL061 marked
+    /// `xen,passthrough`) passes the hypervisor's configuration parser, and
+    /// the partial device tree compiles. Needs qemu-system-aarch64 and dtc,
+    /// like the e2e pre-flight test.
+    #[test]
+    fn tessel_boot_dtb_passes_preflight() {
+        let dir = util::artifacts().join("bench-test");
+        util::mkdir(&dir).unwrap();
+        let (dts, partial) = (dir.join("pt.dts"), dir.join("pt.dtb"));
+        util::write(&dts, partial_dts()).unwrap();
+        util::run(
+            Command::new("dtc")
+                .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+                .arg(&partial)
+                .arg(&dts),
+        )
+        .unwrap();
+        // Any file will do as the kernel: only its size goes into the DT.
+        let guest = util::root().join("Cargo.toml");
+        for gic in [Gic::V2, Gic::V3] {
+            let sc = scenario(Hyp::Tessel, gic, &guest, &partial).unwrap();
+            let dtb = qemu::make_dtb(&sc).unwrap();
+            sc.preflight(&util::read(&dtb).unwrap()).unwrap();
+            let xen = scenario(Hyp::Xen, gic, &guest, &partial).unwrap();
+            assert!(xen.host_dts.contains("xen,xen-bootargs"));
+            assert!(!xen.domains[0].direct_map);
+        }
+    }
+
     #[test]
     fn table_gives_ratios_targets_and_missing_cells() {
         let xen = parse(LOG).unwrap();
