@@ -442,6 +442,9 @@ pub fn guest_serror(esr: u64, elr: u64) {
 
 /// Idles the pCPU until an interrupt is pending (the guest executed WFI).
 fn wait_for_interrupt() {
+    if let Some(gic) = GIC.get() {
+        gic.resample();
+    }
     // SAFETY: WFI with IRQs masked wakes on any pending interrupt, which is
     // then taken as soon as the guest resumes.
     unsafe { asm!("dsb sy", "wfi", options(nomem, nostack)) };

@@ -139,6 +139,15 @@ impl Gic {
         }
     }
 
+    /// Makes sure an interrupt that became pending again behind a guest's
+    /// deactivation is signalled before the caller waits in WFI (see
+    /// `v2::GicV2::resample`; nothing to do on GICv3).
+    pub fn resample(&self) {
+        if let Gic::V2(g) = self {
+            g.resample();
+        }
+    }
+
     /// Sends SGI `sgi` (0..16) to CPU `target`.
     pub fn send_sgi(&self, target: usize, sgi: u32) {
         match self {

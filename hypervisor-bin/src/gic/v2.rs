@@ -165,6 +165,19 @@ impl GicV2 {
         self.cpu.write32(GICC_DIR, irq);
     }
 
+    /// Rewrites GICC_PMR with its own value. Architecturally a no-op; on
+    /// QEMU's GICv2 model it makes the distributor re-evaluate this CPU's
+    /// interrupt line. A guest's EOI through the virtual interface
+    /// deactivates a hardware-mapped interrupt (HW = 1 list register), and
+    /// QEMU then updates only the virtual lines: a level interrupt that is
+    /// still asserted (the virtual timer re-armed in the past) stays pending
+    /// but unsignalled until some other GIC access, so a CPU whose neighbours
+    /// are idle would wait forever in WFI.
+    pub fn resample(&self) {
+        let pmr = self.cpu.read32(GICC_PMR);
+        self.cpu.write32(GICC_PMR, pmr);
+    }
+
     /// GICD_SGIR with TargetListFilter = 0 (use the list).
     pub fn send_sgi(&self, target: usize, sgi: u32) {
         let mask = self
