@@ -997,6 +997,15 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let dist_en = self.dist_enabled();
         let v2 = self.v2();
         let mut used = 0;
+        // Whether a deliverable interrupt found no free list register. Only
+        // then is the underflow maintenance interrupt wanted: it fires while
+        // at most one LR is valid, so asking for it with LRs to spare (say
+        // one active LR holding back a second SGI source) would fire at once
+        // on every entry and never let the guest run. Interrupts held back
+        // behind their own active instance are picked up by EOI maintenance
+        // (software ones) or at the next exit (forwarded ones, whose
+        // physical interrupt stays active until the guest deactivates it).
+        let mut spilled = false;
         for &intid in &list {
             let mut st = self.backend.load(v, intid);
             if st.in_lr {
@@ -1010,6 +1019,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             if used == n {
                 if pend {
                     overflow.push(intid);
+                    spilled = true;
                 }
                 continue;
             }
@@ -1059,7 +1069,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         for i in used..n {
             lrs.write(i, LrState::INVALID);
         }
-        lrs.set_underflow_irq(!overflow.is_empty());
+        lrs.set_underflow_irq(spilled);
         self.backend.set_overflow(v, &overflow);
         if let Some(s) = self.slots.get_mut(v) {
             *s = slots;

@@ -676,6 +676,9 @@ fn v2_sgi_per_source_pending(model: Model) {
     g.flush(V0, &mut lrs).unwrap();
     assert_eq!(lrs.valid()[0].source_cpu, 1);
     assert!(lrs.valid()[0].eoi_maintenance, "another source waits");
+    // With LRs to spare, no underflow interrupt: it would fire at once (at
+    // most one LR valid) on every entry and never let the guest run.
+    assert!(!lrs.underflow, "held-back source: no underflow");
     lrs.ack();
     lrs.eoi(1);
     g.sync(V0, &mut lrs).unwrap();
