@@ -87,5 +87,12 @@ fn handle_irq(from_guest: bool) {
         if !crate::irq::dispatch(gic, irq, from_guest) {
             gic.deactivate(irq);
         }
+        // The maintenance interrupt is a level that only folding and
+        // refilling the list registers lowers, which happens after this
+        // loop: acknowledging it again here would never end (seen with
+        // GICv2 EOI maintenance under Linux).
+        if irq == crate::gic::maintenance_irq() {
+            break;
+        }
     }
 }
