@@ -360,6 +360,7 @@ fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario
             gic.qemu_name()
         ),
         gic,
+        cpu: CPU,
         smp: 1,
         ram_mib: RAM_MIB,
         domains: vec![Domain {

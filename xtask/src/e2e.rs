@@ -121,6 +121,7 @@ fn scenario(
     Ok(Scenario {
         name: format!("{name}-gic{}", gic.qemu_name()),
         gic,
+        cpu: "cortex-a57",
         smp,
         ram_mib: 2048,
         domains,
@@ -287,7 +288,26 @@ pub fn scenarios(gic: Gic, images: &Images) -> Result<Vec<Scenario>> {
     bad.expect_refused.push("baddom".into());
     v.push(bad);
     v.extend(per_irq_variants(&v));
+    v.extend(max_cpu_variants(&v));
     Ok(v)
+}
+
+/// `basic` and `smp` again on QEMU's `max` CPU (Armv8.x/v9 with pointer
+/// authentication, SVE, ...), where the rest runs on `cortex-a57` (Armv8.0):
+/// the hypervisor must boot and run guests on both.
+fn max_cpu_variants(base: &[Scenario]) -> Vec<Scenario> {
+    ["basic", "smp"]
+        .iter()
+        .filter_map(|from| {
+            let b = base
+                .iter()
+                .find(|s| s.name.starts_with(&format!("{from}-gic")))?;
+            let mut s = b.clone();
+            s.name = b.name.replacen(from, &format!("{from}-max"), 1);
+            s.cpu = "max";
+            Some(s)
+        })
+        .collect()
 }
 
 /// The interrupt-heavy scenarios again with the per-IRQ vGIC model, chosen
@@ -397,7 +417,7 @@ mod tests {
         };
         for gic in [Gic::V2, Gic::V3] {
             let all = scenarios(gic, &images).unwrap();
-            assert_eq!(all.len(), 8);
+            assert_eq!(all.len(), 10);
             for sc in all {
                 let dtb = qemu::make_dtb(&sc).unwrap();
                 sc.preflight(&util::read(&dtb).unwrap())

@@ -81,6 +81,9 @@ pub struct Scenario {
     pub name: String,
     /// GIC version.
     pub gic: Gic,
+    /// QEMU CPU model (`-cpu`): `cortex-a57` (Armv8.0) or `max` (every
+    /// feature QEMU emulates: pointer authentication, SVE, GICv3 sysregs...).
+    pub cpu: &'static str,
     /// Physical CPUs (`-smp`).
     pub smp: u32,
     /// Host RAM in MiB (`-m`).
@@ -127,7 +130,7 @@ impl Scenario {
             "-machine".into(),
             self.machine(),
             "-cpu".into(),
-            "cortex-a57".into(),
+            self.cpu.into(),
             "-smp".into(),
             self.smp.to_string(),
             "-m".into(),
@@ -245,6 +248,7 @@ mod tests {
         let sc = Scenario {
             name: "t".into(),
             gic: Gic::V3,
+            cpu: "cortex-a57",
             smp: 2,
             ram_mib: 2048,
             domains: vec![Domain {
