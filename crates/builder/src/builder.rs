@@ -3,8 +3,8 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
-use alloc::{format, vec};
 
 use tessel_addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange, PAGE_SIZE};
 use tessel_config::{BootConfig, DomainConfig, GicInfo, ReservedSource, VgicModel};
@@ -54,8 +54,8 @@ pub fn kept_memory(boot: &BootConfig, host: &HostFacts) -> Vec<Reserved> {
         out.push(Reserved::new(
             m.range,
             ReservedKind::Module {
-                kind: format!("{:?}", m.kind),
-                domain: m.domain.clone().unwrap_or_default(),
+                kind: String::from(m.kind.compatible()),
+                domain: m.domain.clone().unwrap_or_else(|| String::from("/chosen")),
             },
         ));
     }

@@ -81,6 +81,19 @@ pub enum ModuleKind {
 }
 
 impl ModuleKind {
+    /// The `compatible` string that names this kind in a device tree, for
+    /// messages (`"multiboot,kernel"`, ...).
+    pub fn compatible(self) -> &'static str {
+        match self {
+            Self::Kernel => "multiboot,kernel",
+            Self::Ramdisk => "multiboot,ramdisk",
+            Self::DeviceTree => "multiboot,device-tree",
+            Self::XsmPolicy => "xen,xsm-policy",
+            Self::Microcode => "multiboot,microcode",
+            Self::Unspecified => "multiboot,module",
+        }
+    }
+
     fn of(dt: &DeviceTree, n: NodeId) -> Option<Self> {
         let generic =
             dt.is_compatible(n, "multiboot,module") || dt.is_compatible(n, "xen,multiboot-module");
