@@ -365,12 +365,16 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 }
 
 /// Folds this vCPU's list registers back into its vGIC and refills them
-/// (before every return to the guest).
+/// (before every return to the guest). The vGIC leaves them alone when
+/// neither they nor the interrupt state changed since the last refill; a
+/// fold that hands an SPI to another vCPU kicks that vCPU.
 fn refresh_lrs(dom: &Domain, vcpu: usize) {
     if let Some(mut lrs) = HwLrs::this_cpu() {
         let mut rt = dom.rt.lock();
-        let _ = rt.vgic.sync(VcpuId(vcpu), &mut lrs);
-        let _ = rt.vgic.flush(VcpuId(vcpu), &mut lrs);
+        let _ = rt.vgic.refresh(VcpuId(vcpu), &mut lrs);
+        let kicks = rt.vgic.take_kicks();
+        drop(rt);
+        kick(dom, kicks);
     }
 }
 

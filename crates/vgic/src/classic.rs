@@ -249,6 +249,11 @@ impl Backend for Classic {
         }
     }
 
+    fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        self.parts(vcpu, intid)
+            .and_then(|(_, p)| p.inflight_on.map(usize::from))
+    }
+
     fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32)) {
         if let Some(c) = self.vcpus.get(vcpu) {
             c.inflight.iter().for_each(|i| f(*i));

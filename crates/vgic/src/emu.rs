@@ -24,6 +24,37 @@ pub const MAX_LRS: usize = 64;
 struct Slot {
     intid: u32,
     wrote_pending: bool,
+    /// The value written, to tell at the next exit whether the guest
+    /// changed it.
+    lr: LrState,
+}
+
+/// What the last flush put in one vCPU's list registers: a fixed array, so
+/// flush and sync never allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Shadow {
+    /// Slot `i` describes list register `i`; only the first `used` are
+    /// meaningful (the list registers after them were written invalid).
+    slots: [Option<Slot>; MAX_LRS],
+    /// List registers the last flush filled.
+    used: usize,
+    /// `lrs.count()` at the last flush.
+    count: usize,
+    /// Whether a flush filled the list registers and no sync folded them
+    /// since.
+    live: bool,
+    /// The domain's [`Emulator::generation`] when they were filled.
+    generation: u64,
+}
+
+impl Shadow {
+    const EMPTY: Self = Self {
+        slots: [None; MAX_LRS],
+        used: 0,
+        count: 0,
+        live: false,
+        generation: 0,
+    };
 }
 
 /// A domain's virtual GIC: register emulation over a state model `B`.
@@ -33,10 +64,19 @@ pub struct Emulator<B: Backend> {
     regions: Vec<MmioRegion>,
     ctlr: u32,
     processor_sleep: Vec<bool>,
-    slots: Vec<Vec<Option<Slot>>>,
+    shadows: Vec<Shadow>,
     backend: B,
     scratch: Vec<u32>,
     overflow: Vec<u32>,
+    /// Bumped on every change of interrupt state that could change what a
+    /// flush writes (software changes, and folds that change state other
+    /// vCPUs can see). A vCPU whose list registers are unchanged since a
+    /// flush at the current generation needs no refill.
+    generation: u64,
+    /// vCPUs that a fold made an interrupt deliverable to (an SPI that
+    /// leaves one vCPU's list registers for its target), reported through
+    /// [`VirtualGic::take_kicks`].
+    deferred: Kicks,
 }
 
 /// Which interrupts a distributor-layout frame addresses.
@@ -163,10 +203,12 @@ impl<B: Backend> Emulator<B> {
             regions: cfg.regions(),
             ctlr: 0,
             processor_sleep: vec![true; cfg.nr_vcpus],
-            slots: vec![Vec::new(); cfg.nr_vcpus],
+            shadows: vec![Shadow::EMPTY; cfg.nr_vcpus],
             backend,
             scratch: Vec::new(),
             overflow: Vec::new(),
+            generation: 0,
+            deferred: Kicks::NONE,
             cfg,
         };
         for intid in SPI_BASE..me.max_intid() {
@@ -260,7 +302,10 @@ impl<B: Backend> Emulator<B> {
     }
 
     /// Applies `f` to an interrupt's state on behalf of software (a register
-    /// write or an injection) and reports whom to kick.
+    /// write or an injection) and reports whom to kick: the vCPU holding it
+    /// in a list register when that copy is now stale, otherwise the owner
+    /// when the interrupt became deliverable there (newly pending or
+    /// enabled, or routed to another vCPU while pending).
     fn modify(&mut self, v: usize, intid: u32, f: impl FnOnce(&mut IrqState)) -> Option<VcpuId> {
         let old = self.backend.load(v, intid);
         let mut st = old;
@@ -268,6 +313,7 @@ impl<B: Backend> Emulator<B> {
         if st == old {
             return None;
         }
+        self.generation = self.generation.wrapping_add(1);
         let was = self.dist_enabled() && self.deliverable(&old, intid);
         let now = self.dist_enabled() && self.deliverable(&st, intid);
         let resident_changed = old.in_lr
@@ -289,8 +335,19 @@ impl<B: Backend> Emulator<B> {
             }
         }
         let owner = self.owner(v, intid, &st);
+        let old_owner = self.owner(v, intid, &old);
+        // An interrupt in a list register stays with the vCPU that holds
+        // it, which may no longer be its target (an SPI re-routed since):
+        // that vCPU must exit to fold the change.
+        let resident = if old.in_lr {
+            self.backend.listed_on(v, intid).map(VcpuId)
+        } else {
+            None
+        };
         self.backend.store(v, intid, st);
-        if (now && !was) || resident_changed {
+        if resident_changed {
+            resident.or(owner)
+        } else if now && (!was || owner != old_owner) {
             owner
         } else {
             None
@@ -566,7 +623,11 @@ impl<B: Backend> Emulator<B> {
             GICD_CTLR if bank.shared => {
                 Self::word_only("GICD_CTLR", off, size)?;
                 let was = self.dist_enabled();
-                self.ctlr = (value as u32) & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1);
+                let ctlr = (value as u32) & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1);
+                if ctlr != self.ctlr {
+                    self.generation = self.generation.wrapping_add(1);
+                }
+                self.ctlr = ctlr;
                 if !was && self.dist_enabled() {
                     for v in 0..self.cfg.nr_vcpus {
                         if self.has_deliverable(VcpuId(v)) {
@@ -970,6 +1031,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let mut st = self.backend.load(v, virq);
         st.hw = Some(pintid);
         self.backend.store(v, virq, st);
+        self.generation = self.generation.wrapping_add(1);
         Ok(())
     }
 
@@ -979,16 +1041,11 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         let v = self.check_vcpu(vcpu)?;
-        if self
-            .slots
-            .get(v)
-            .is_some_and(|s| s.iter().any(Option::is_some))
-        {
+        if self.shadows.get(v).is_some_and(|s| s.live) {
             // Flushed twice without an exit in between: fold first.
             self.sync(vcpu, lrs)?;
         }
         let n = lrs.count().min(MAX_LRS);
-        let mut slots = vec![None; n];
         let mut list = core::mem::take(&mut self.scratch);
         let mut overflow = core::mem::take(&mut self.overflow);
         list.clear();
@@ -1052,10 +1109,11 @@ impl<B: Backend> VirtualGic for Emulator<B> {
                 overflow.push(intid);
             }
             lrs.write(used, lr);
-            if let Some(s) = slots.get_mut(used) {
+            if let Some(s) = self.shadows.get_mut(v).and_then(|s| s.slots.get_mut(used)) {
                 *s = Some(Slot {
                     intid,
                     wrote_pending: state.is_pending(),
+                    lr,
                 });
             }
             st.in_lr = true;
@@ -1071,8 +1129,12 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         }
         lrs.set_underflow_irq(spilled);
         self.backend.set_overflow(v, &overflow);
-        if let Some(s) = self.slots.get_mut(v) {
-            *s = slots;
+        let generation = self.generation;
+        if let Some(s) = self.shadows.get_mut(v) {
+            s.used = used;
+            s.count = n;
+            s.live = true;
+            s.generation = generation;
         }
         self.scratch = list;
         self.overflow = overflow;
@@ -1085,16 +1147,26 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         let v = self.check_vcpu(vcpu)?;
-        let slots = self
-            .slots
-            .get_mut(v)
-            .map(core::mem::take)
-            .unwrap_or_default();
+        let Some(shadow) = self.shadows.get_mut(v) else {
+            return Ok(());
+        };
+        let used = shadow.used.min(MAX_LRS);
+        shadow.used = 0;
+        shadow.count = 0;
+        shadow.live = false;
         let n = lrs.count();
-        for (i, slot) in slots.iter().enumerate() {
-            let Some(slot) = slot else { continue };
+        for i in 0..used {
+            let Some(slot) = self
+                .shadows
+                .get_mut(v)
+                .and_then(|s| s.slots.get_mut(i))
+                .and_then(Option::take)
+            else {
+                continue;
+            };
             let intid = slot.intid;
-            let mut st = self.backend.load(v, intid);
+            let before = self.backend.load(v, intid);
+            let mut st = before;
             st.in_lr = false;
             let lr = if i < n { Some(lrs.read(i)) } else { None };
             match lr {
@@ -1124,12 +1196,60 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             st.sw_active_dirty = false;
             st.relatched = false;
             self.backend.store(v, intid, st);
+            if st.pending_latch != before.pending_latch
+                || st.active != before.active
+                || st.sgi_sources != before.sgi_sources
+            {
+                self.generation = self.generation.wrapping_add(1);
+            }
+            // An SPI leaving this vCPU's list registers goes back to its
+            // target; if that is another vCPU and it can take it, that vCPU
+            // must be told.
+            if intid >= SPI_BASE
+                && let Some(t) = st.target.map(usize::from)
+                && t != v
+            {
+                self.generation = self.generation.wrapping_add(1);
+                if self.dist_enabled() && self.deliverable(&st, intid) {
+                    self.deferred.add(VcpuId(t));
+                }
+            }
             if i < n {
                 lrs.write(i, LrState::INVALID);
             }
         }
         lrs.set_underflow_irq(false);
         Ok(())
+    }
+
+    fn refresh<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<(), VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        if let Some(shadow) = self.shadows.get(v)
+            && shadow.live
+            && shadow.generation == self.generation
+            && shadow.count == lrs.count().min(MAX_LRS)
+            && shadow
+                .slots
+                .iter()
+                .take(shadow.used)
+                .enumerate()
+                .all(|(i, s)| s.is_none_or(|s| lrs.read(i) == s.lr))
+        {
+            // Nothing changed since the flush, neither the interrupt state
+            // nor what the guest did with its list registers: a fold and
+            // refill would write back exactly what is there.
+            return Ok(());
+        }
+        self.sync(vcpu, lrs)?;
+        self.flush(vcpu, lrs)
+    }
+
+    fn take_kicks(&mut self) -> Kicks {
+        core::mem::take(&mut self.deferred)
     }
 
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
@@ -1153,7 +1273,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let mut h = Fnv(0xcbf2_9ce4_8422_2325);
         self.ctlr.hash(&mut h);
         self.processor_sleep.hash(&mut h);
-        self.slots.hash(&mut h);
+        self.shadows.hash(&mut h);
         for v in 0..self.cfg.nr_vcpus {
             for intid in 0..NR_PRIVATE {
                 self.backend.load(v, intid).hash(&mut h);

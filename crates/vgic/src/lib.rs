@@ -177,12 +177,17 @@ impl Kicks {
         self.0
     }
 
-    /// The vCPUs in ascending order.
+    /// The vCPUs in ascending order (visits the set bits only).
     pub fn iter(&self) -> impl Iterator<Item = VcpuId> + '_ {
-        let bits = self.0;
-        (0..MAX_VCPUS)
-            .filter(move |i| bits & (1u128 << i) != 0)
-            .map(VcpuId)
+        let mut bits = self.0;
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let v = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(VcpuId(v))
+        })
     }
 }
 
@@ -459,8 +464,27 @@ pub trait VirtualGic {
         vcpu: VcpuId,
         lrs: &mut L,
     ) -> Result<(), VgicError> {
+        self.refresh(vcpu, lrs)
+    }
+    /// Before returning to `vcpu` after an exit: the same result as
+    /// [`sync`](Self::sync) then [`flush`](Self::flush), but an
+    /// implementation may leave the list registers alone when neither they
+    /// (the guest acknowledged or completed nothing) nor the interrupt
+    /// state changed since the last flush, which makes most traps cheap.
+    fn refresh<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<(), VgicError> {
         self.sync(vcpu, lrs)?;
         self.flush(vcpu, lrs)
+    }
+    /// vCPUs that a [`sync`](Self::sync) (or [`refresh`](Self::refresh))
+    /// made an interrupt deliverable to, other than the one synced: an SPI
+    /// that left one vCPU's list registers for a target elsewhere. The
+    /// caller kicks them; the set is emptied.
+    fn take_kicks(&mut self) -> Kicks {
+        Kicks::NONE
     }
     /// Whether `vcpu` has an interrupt it could take now (for WFI).
     fn has_deliverable(&self, vcpu: VcpuId) -> bool;
@@ -579,6 +603,16 @@ impl VirtualGic for Vgic {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         dispatch!(self, v => v.sync(vcpu, lrs))
+    }
+    fn refresh<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<(), VgicError> {
+        dispatch!(self, v => v.refresh(vcpu, lrs))
+    }
+    fn take_kicks(&mut self) -> Kicks {
+        dispatch!(self, v => v.take_kicks())
     }
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
         dispatch!(self, v => v.has_deliverable(vcpu))

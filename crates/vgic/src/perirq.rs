@@ -56,51 +56,60 @@ impl PerIrq {
     /// `vgic_prune_ap_list`), requeueing migrated interrupts on their
     /// new target.
     fn prune(&mut self, vcpu: usize) {
-        let list = self
+        // Filters the list in place (no allocation): `keep` entries are
+        // moved to the front, the rest leave or move to another vCPU.
+        let mut list = self
             .ap_list
             .get_mut(vcpu)
             .map(core::mem::take)
             .unwrap_or_default();
-        let mut keep = Vec::with_capacity(list.len());
-        for intid in list {
+        let mut kept = 0;
+        for i in 0..list.len() {
+            let intid = list[i];
             let Some(irq) = self.irq(vcpu, intid).copied() else {
                 continue;
             };
             let st = irq.state;
-            if st.in_lr || (st.active && self.wants(&st, intid)) {
-                keep.push(intid);
-                continue;
-            }
-            if !self.wants(&st, intid) {
+            let keep = if st.in_lr || (st.active && self.wants(&st, intid)) {
+                true
+            } else if !self.wants(&st, intid) {
                 if let Some(i) = self.irq_mut(vcpu, intid) {
                     i.vcpu = None;
                 }
-                continue;
-            }
-            let owner = if intid < NR_PRIVATE {
-                Some(vcpu)
+                false
             } else {
-                st.target.map(usize::from)
+                let owner = if intid < NR_PRIVATE {
+                    Some(vcpu)
+                } else {
+                    st.target.map(usize::from)
+                };
+                match owner {
+                    Some(o) if o == vcpu => true,
+                    Some(o) => {
+                        if let Some(i) = self.irq_mut(vcpu, intid) {
+                            i.vcpu = u16::try_from(o).ok();
+                        }
+                        if let Some(l) = self.ap_list.get_mut(o) {
+                            l.push(intid);
+                        }
+                        false
+                    }
+                    None => {
+                        if let Some(i) = self.irq_mut(vcpu, intid) {
+                            i.vcpu = None;
+                        }
+                        false
+                    }
+                }
             };
-            match owner {
-                Some(o) if o == vcpu => keep.push(intid),
-                Some(o) => {
-                    if let Some(i) = self.irq_mut(vcpu, intid) {
-                        i.vcpu = u16::try_from(o).ok();
-                    }
-                    if let Some(l) = self.ap_list.get_mut(o) {
-                        l.push(intid);
-                    }
-                }
-                None => {
-                    if let Some(i) = self.irq_mut(vcpu, intid) {
-                        i.vcpu = None;
-                    }
-                }
+            if keep {
+                list[kept] = intid;
+                kept += 1;
             }
         }
+        list.truncate(kept);
         if let Some(l) = self.ap_list.get_mut(vcpu) {
-            *l = keep;
+            *l = list;
         }
     }
 }
@@ -168,6 +177,10 @@ impl Backend for PerIrq {
         out.extend_from_slice(list);
         // Sort at flush time: active first, then priority, then INTID.
         out[start..].sort_by_key(|&i| order_key(&self.load(vcpu, i), i));
+    }
+
+    fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        self.irq(vcpu, intid).and_then(|i| i.vcpu.map(usize::from))
     }
 
     fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32)) {

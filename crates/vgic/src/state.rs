@@ -83,6 +83,9 @@ pub trait Backend: Clone + core::fmt::Debug {
     /// Appends to `out` the INTIDs queued on `vcpu`, in delivery order:
     /// active first, then by priority, then by INTID.
     fn queued(&mut self, vcpu: usize, out: &mut Vec<u32>);
+    /// The vCPU whose list holds `intid` (looked up through `vcpu` for a
+    /// banked interrupt), if any.
+    fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize>;
     /// Calls `f` for every INTID queued on `vcpu`, in any order (entries
     /// that no longer need delivery may be included).
     fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32));

@@ -623,6 +623,7 @@ for_all!(
     config_registers,
     groups,
     hostile_ops_are_isolated,
+    refresh_matches_sync_and_flush,
 );
 
 // ---------------------------------------------------------------------
@@ -730,6 +731,35 @@ fn v2_itargetsr(model: Model) {
     assert_eq!(run_round(&mut g, VcpuId(2), &mut lrs), [41]);
 }
 
+fn v2_rerouting_kicks_who_must_act(model: Model) {
+    let mut g = make(model, GicVersion::V2, 2, 32);
+    enable_dist(&mut g);
+    set_edge(&mut g, V0, 40);
+    enable(&mut g, V0, 40);
+    // Pending on vCPU 0 (its kick is in flight), then re-routed to vCPU 1:
+    // vCPU 1 can take it now and must be told.
+    assert_eq!(g.inject(V0, 40).unwrap(), Some(V0));
+    let k = wr(&mut g, V0, gicd(0x828), Byte, 0b10);
+    assert_eq!(k.iter().collect::<Vec<_>>(), [V1]);
+    // In vCPU 1's list registers, re-routed back to vCPU 0, then raised
+    // again: the stale copy is vCPU 1's, so vCPU 1 is kicked.
+    let mut l1 = FakeLrs::new(4);
+    g.flush(V1, &mut l1).unwrap();
+    assert_eq!(l1.intids(), [40]);
+    wr(&mut g, V0, gicd(0x828), Byte, 0b01);
+    assert_eq!(g.inject(V0, 40).unwrap(), Some(V1));
+    // vCPU 1 completes it; the new edge goes to vCPU 0, which is told.
+    l1.ack();
+    l1.eoi(40);
+    g.refresh(V1, &mut l1).unwrap();
+    assert!(l1.intids().is_empty());
+    assert_eq!(g.take_kicks().iter().collect::<Vec<_>>(), [V0]);
+    assert!(g.take_kicks().is_empty());
+    let mut l0 = FakeLrs::new(4);
+    g.flush(V0, &mut l0).unwrap();
+    assert_eq!(l0.intids(), [40]);
+}
+
 fn v2_sysreg_sgi_is_refused(model: Model) {
     let mut g = make(model, GicVersion::V2, 2, 32);
     assert!(g.sysreg_sgi(V0, SgiRegister::Sgi1r, 1).is_err());
@@ -745,7 +775,7 @@ macro_rules! for_models {
     };
 }
 
-for_models!(v2_only: v2_sgir_target_filters, v2_sgi_per_source_pending, v2_itargetsr, v2_sysreg_sgi_is_refused);
+for_models!(v2_only: v2_sgir_target_filters, v2_sgi_per_source_pending, v2_itargetsr, v2_rerouting_kicks_who_must_act, v2_sysreg_sgi_is_refused);
 
 // ---------------------------------------------------------------------
 // GICv3 only.
@@ -925,6 +955,47 @@ fn models_are_selectable() {
     assert_eq!(g.model(), Model::Classic);
 }
 
+/// A random operation: kind, vCPU, offset, access size, value.
+type HostOp = (u8, usize, u32, u8, u64);
+
+/// Applies host operation `kind` (0 to 5: distributor read or write, SGI
+/// frame write, injection, line change, SGI register) to `a` and `b`, which
+/// must answer alike.
+fn host_op_agrees(a: &mut Vgic, b: &mut Vgic, op: HostOp) -> Result<(), TestCaseError> {
+    let (kind, vcpu, off, s, val) = op;
+    let v = VcpuId(vcpu);
+    let size = [Byte, Half, Word, Double][s as usize];
+    // Bias towards the per-interrupt registers.
+    let off = u64::from(off % 0xD00) & !(size.bytes() - 1);
+    match kind {
+        0 => prop_assert_eq!(
+            a.mmio_read(v, gicd(off), size),
+            b.mmio_read(v, gicd(off), size)
+        ),
+        1 => prop_assert_eq!(
+            a.mmio_write(v, gicd(off), size, val),
+            b.mmio_write(v, gicd(off), size, val)
+        ),
+        2 => prop_assert_eq!(
+            a.mmio_write(v, sgi_frame(vcpu, off & 0xFFF), Word, val),
+            b.mmio_write(v, sgi_frame(vcpu, off & 0xFFF), Word, val)
+        ),
+        3 => prop_assert_eq!(
+            a.inject(v, (val % 96) as u32),
+            b.inject(v, (val % 96) as u32)
+        ),
+        4 => prop_assert_eq!(
+            a.set_line(v, (val % 96) as u32, val & 0x100 != 0),
+            b.set_line(v, (val % 96) as u32, val & 0x100 != 0)
+        ),
+        _ => prop_assert_eq!(
+            a.sysreg_sgi(v, SgiRegister::Sgi1r, val),
+            b.sysreg_sgi(v, SgiRegister::Sgi1r, val)
+        ),
+    }
+    Ok(())
+}
+
 /// Random guest/host operation sequences: both models must give the same
 /// MMIO read results and deliver the same list-register contents.
 fn models_agree(version: GicVersion) {
@@ -938,36 +1009,11 @@ fn models_agree(version: GicVersion) {
             enable_dist(&mut a);
             enable_dist(&mut b);
             let (mut la, mut lb) = (FakeLrs::new(3), FakeLrs::new(3));
-            for (kind, vcpu, off, s, val) in ops {
+            for op in ops {
+                let (kind, vcpu, _, _, val) = op;
                 let v = VcpuId(vcpu);
-                let size = [Byte, Half, Word, Double][s as usize];
-                // Bias towards the per-interrupt registers.
-                let off = u64::from(off % 0xD00) & !(size.bytes() - 1);
                 match kind {
-                    0 => prop_assert_eq!(
-                        a.mmio_read(v, gicd(off), size),
-                        b.mmio_read(v, gicd(off), size)
-                    ),
-                    1 => prop_assert_eq!(
-                        a.mmio_write(v, gicd(off), size, val),
-                        b.mmio_write(v, gicd(off), size, val)
-                    ),
-                    2 => prop_assert_eq!(
-                        a.mmio_write(v, sgi_frame(vcpu, off & 0xFFF), Word, val),
-                        b.mmio_write(v, sgi_frame(vcpu, off & 0xFFF), Word, val)
-                    ),
-                    3 => prop_assert_eq!(
-                        a.inject(v, (val % 96) as u32),
-                        b.inject(v, (val % 96) as u32)
-                    ),
-                    4 => prop_assert_eq!(
-                        a.set_line(v, (val % 96) as u32, val & 0x100 != 0),
-                        b.set_line(v, (val % 96) as u32, val & 0x100 != 0)
-                    ),
-                    5 => prop_assert_eq!(
-                        a.sysreg_sgi(v, SgiRegister::Sgi1r, val),
-                        b.sysreg_sgi(v, SgiRegister::Sgi1r, val)
-                    ),
+                    0..=5 => host_op_agrees(&mut a, &mut b, op)?,
                     _ => {
                         a.flush(v, &mut la).unwrap();
                         b.flush(v, &mut lb).unwrap();
@@ -998,4 +1044,79 @@ fn models_agree_v2() {
 #[test]
 fn models_agree_v3() {
     models_agree(GicVersion::V3);
+}
+
+/// `refresh` may skip the fold and refill when nothing changed; it must
+/// leave the list registers exactly as `sync` then `flush` would, for random
+/// guest and host operations on several vCPUs (each with its own LRs).
+/// vCPU `op.1` runs (acknowledges, completes, or neither, after `op.4`),
+/// exits and is resumed: `a` through `refresh`, `b` through `sync` and
+/// `flush`, which must leave the same list registers.
+fn guest_round_agrees(
+    a: &mut Vgic,
+    b: &mut Vgic,
+    la: &mut FakeLrs,
+    lb: &mut FakeLrs,
+    op: HostOp,
+    skipped: &std::cell::Cell<usize>,
+) -> Result<(), TestCaseError> {
+    let v = VcpuId(op.1);
+    match op.4 % 3 {
+        0 => {
+            la.ack();
+            lb.ack();
+        }
+        1 => {
+            let act = la
+                .valid()
+                .iter()
+                .find(|l| l.state.is_active())
+                .map(|l| l.intid);
+            if let Some(i) = act {
+                la.eoi(i);
+                lb.eoi(i);
+            }
+        }
+        _ => {}
+    }
+    let before = la.regs.clone();
+    a.refresh(v, la).unwrap();
+    b.sync(v, lb).unwrap();
+    b.flush(v, lb).unwrap();
+    if la.regs == before {
+        skipped.set(skipped.get() + 1);
+    }
+    prop_assert_eq!(&la.regs, &lb.regs);
+    prop_assert_eq!(la.underflow, lb.underflow);
+    prop_assert_eq!(a.has_deliverable(v), b.has_deliverable(v));
+    Ok(())
+}
+
+fn refresh_matches_sync_and_flush(model: Model, version: GicVersion) {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(128));
+    let op = (0u8..10, 0usize..3, 0u32..0x1_0000, 0u8..4, any::<u64>());
+    let skipped = std::cell::Cell::new(0usize);
+    runner
+        .run(&proptest::collection::vec(op, 1..100), |ops| {
+            let mut a = make(model, version, 3, 64);
+            let mut b = make(model, version, 3, 64);
+            enable_dist(&mut a);
+            enable_dist(&mut b);
+            let mut la = vec![FakeLrs::new(3); 3];
+            let mut lb = vec![FakeLrs::new(3); 3];
+            for v in 0..3 {
+                a.flush(VcpuId(v), &mut la[v]).unwrap();
+                b.flush(VcpuId(v), &mut lb[v]).unwrap();
+            }
+            for op in ops {
+                if op.0 < 6 {
+                    host_op_agrees(&mut a, &mut b, op)?;
+                } else {
+                    guest_round_agrees(&mut a, &mut b, &mut la[op.1], &mut lb[op.1], op, &skipped)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(skipped.get() > 0, "the fast path never ran");
 }
