@@ -9,10 +9,11 @@
 
 use crate::boot::MAX_CPUS;
 use crate::domain::Domain;
+use crate::domain::DomainRt;
 use crate::exception::TrapFrame;
 use crate::gic::lrs::HwLrs;
 use crate::gic::{GIC, this_cpu};
-use crate::sync::{Once, SpinLock};
+use crate::sync::{Once, SpinGuard, SpinLock};
 use crate::{console, println, s2};
 use alloc::format;
 use alloc::vec::Vec;
@@ -342,10 +343,7 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
             )),
         ),
     }
-    if dom.rt.lock().state.is_stopped() {
-        park_vcpu();
-    }
-    refresh_lrs(dom, vcpu);
+    resume_guest(dom, vcpu);
 }
 
 /// GICv3 SGI-generation registers (IHI 0069, 12.2.19-21): ICC_SGI1R_EL1
@@ -369,13 +367,28 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 /// neither they nor the interrupt state changed since the last refill; a
 /// fold that hands an SPI to another vCPU kicks that vCPU.
 fn refresh_lrs(dom: &Domain, vcpu: usize) {
+    refresh_locked(dom, vcpu, dom.rt.lock());
+}
+
+/// [`refresh_lrs`] with the domain's lock already held (released here).
+fn refresh_locked(dom: &Domain, vcpu: usize, mut rt: SpinGuard<'_, DomainRt>) {
     if let Some(mut lrs) = HwLrs::this_cpu() {
-        let mut rt = dom.rt.lock();
         let _ = rt.vgic.refresh(VcpuId(vcpu), &mut lrs);
         let kicks = rt.vgic.take_kicks();
         drop(rt);
         kick(dom, kicks);
     }
+}
+
+/// The end of every exit: leaves the vCPU if its domain stopped, otherwise
+/// refreshes its list registers, under one acquisition of the domain lock.
+fn resume_guest(dom: &Domain, vcpu: usize) {
+    let rt = dom.rt.lock();
+    if rt.state.is_stopped() {
+        drop(rt);
+        park_vcpu();
+    }
+    refresh_locked(dom, vcpu, rt);
 }
 
 /// Makes the pCPUs of the vCPUs in `kicks` exit their guest (they refill
@@ -694,10 +707,7 @@ fn park_vcpu() -> ! {
 /// After an interrupt taken from a guest: leave it if its domain stopped.
 pub fn after_guest_irq() {
     if let Some((dom, _, vcpu)) = current() {
-        if dom.rt.lock().state.is_stopped() {
-            park_vcpu();
-        }
-        refresh_lrs(dom, vcpu);
+        resume_guest(dom, vcpu);
     }
 }
 

@@ -106,6 +106,19 @@ impl Classic {
         }
     }
 
+    /// The delivery order key of `intid` (see [`order_key`]), read straight
+    /// from its rank and status instead of through a full [`Backend::load`].
+    fn key(&self, vcpu: usize, intid: u32) -> (bool, u8, u32) {
+        match self.parts(vcpu, intid) {
+            Some((r, p)) => (
+                !p.status.contains(Status::ACTIVE),
+                r.priority.get((intid % 32) as usize).copied().unwrap_or(0),
+                intid,
+            ),
+            None => (true, 0, intid),
+        }
+    }
+
     fn remove_from(&mut self, on: usize, intid: u32) {
         if let Some(c) = self.vcpus.get_mut(on) {
             c.inflight.retain(|i| *i != intid);
@@ -116,12 +129,12 @@ impl Classic {
     /// Inserts `intid` into `on`'s inflight list at its place in delivery
     /// order (Xen inserts by priority at injection time).
     fn insert_sorted(&mut self, on: usize, intid: u32) {
-        let key = order_key(&self.load(on, intid), intid);
+        let key = self.key(on, intid);
         let pos = {
             let Some(c) = self.vcpus.get(on) else { return };
             c.inflight
                 .iter()
-                .position(|&o| order_key(&self.load(on, o), o) > key)
+                .position(|&o| self.key(on, o) > key)
                 .unwrap_or(c.inflight.len())
         };
         if let Some(c) = self.vcpus.get_mut(on) {
@@ -174,7 +187,7 @@ impl Backend for Classic {
     }
 
     fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
-        let old_key = order_key(&self.load(vcpu, intid), intid);
+        let old_key = self.key(vcpu, intid);
         let v2_sgi = self.v2 && intid < PPI_BASE;
         let Some((r, p)) = self.parts_mut(vcpu, intid) else {
             return;

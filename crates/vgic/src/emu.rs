@@ -45,6 +45,8 @@ struct Shadow {
     live: bool,
     /// The domain's [`Emulator::generation`] when they were filled.
     generation: u64,
+    /// Whether that flush requested the underflow maintenance interrupt.
+    underflow: bool,
 }
 
 impl Shadow {
@@ -54,6 +56,7 @@ impl Shadow {
         count: 0,
         live: false,
         generation: 0,
+        underflow: false,
     };
 }
 
@@ -354,6 +357,206 @@ impl<B: Backend> Emulator<B> {
         }
     }
 
+    /// Fills `vcpu`'s list registers (the body of [`VirtualGic::flush`]).
+    /// Only list registers below `stale` may hold something to clear; the
+    /// underflow request is written unless it is already `uie_was`.
+    fn fill<L: ListRegisters + ?Sized>(
+        &mut self,
+        v: usize,
+        lrs: &mut L,
+        stale: usize,
+        uie_was: Option<bool>,
+    ) {
+        let n = lrs.count().min(MAX_LRS);
+        let mut list = core::mem::take(&mut self.scratch);
+        let mut overflow = core::mem::take(&mut self.overflow);
+        list.clear();
+        overflow.clear();
+        self.backend.queued(v, &mut list);
+        let dist_en = self.dist_enabled();
+        let v2 = self.v2();
+        let mut used = 0;
+        // Whether a deliverable interrupt found no free list register. Only
+        // then is the underflow maintenance interrupt wanted: it fires while
+        // at most one LR is valid, so asking for it with LRs to spare (say
+        // one active LR holding back a second SGI source) would fire at once
+        // on every entry and never let the guest run. Interrupts held back
+        // behind their own active instance are picked up by EOI maintenance
+        // (software ones) or at the next exit (forwarded ones, whose
+        // physical interrupt stays active until the guest deactivates it).
+        let mut spilled = false;
+        for &intid in &list {
+            let mut st = self.backend.load(v, intid);
+            if st.in_lr {
+                continue;
+            }
+            let v2_sgi = self.is_v2_sgi(intid);
+            let pend = dist_en && self.deliverable(&st, intid);
+            if !st.active && !pend {
+                continue;
+            }
+            if used == n {
+                if pend {
+                    overflow.push(intid);
+                    spilled = true;
+                }
+                continue;
+            }
+            let (state, source, left_behind) = if v2_sgi {
+                if st.active {
+                    (LrStatus::Active, st.lr_source, pend)
+                } else {
+                    let src = st.sgi_sources.trailing_zeros().min(7) as u8;
+                    let more = st.sgi_sources & !(1u8 << src) != 0;
+                    (LrStatus::Pending, src, more)
+                }
+            } else if st.active && pend && st.hw.is_some() {
+                // A forwarded interrupt cannot be pending and active in
+                // an LR: present the active one, deliver the rest later.
+                (LrStatus::Active, 0, true)
+            } else {
+                (LrStatus::from_flags(pend, st.active), 0, false)
+            };
+            let level_sw = st.hw.is_none() && !st.edge && intid >= PPI_BASE;
+            let lr = LrState {
+                intid,
+                priority: st.priority,
+                state,
+                hw: st.hw,
+                group1: !v2,
+                source_cpu: source,
+                eoi_maintenance: st.hw.is_none() && (level_sw || left_behind),
+            };
+            if left_behind {
+                overflow.push(intid);
+            }
+            lrs.write(used, lr);
+            if let Some(s) = self.shadows.get_mut(v).and_then(|s| s.slots.get_mut(used)) {
+                *s = Some(Slot {
+                    intid,
+                    wrote_pending: state.is_pending(),
+                    lr,
+                });
+            }
+            st.in_lr = true;
+            st.relatched = false;
+            st.sw_pending_dirty = false;
+            st.sw_active_dirty = false;
+            st.lr_source = source;
+            self.backend.store(v, intid, st);
+            used += 1;
+        }
+        for i in used..n.min(stale) {
+            lrs.write(i, LrState::INVALID);
+        }
+        if uie_was != Some(spilled) {
+            lrs.set_underflow_irq(spilled);
+        }
+        self.backend.set_overflow(v, &overflow);
+        let generation = self.generation;
+        if let Some(s) = self.shadows.get_mut(v) {
+            s.used = used;
+            s.count = n;
+            s.live = true;
+            s.generation = generation;
+            s.underflow = spilled;
+        }
+        self.scratch = list;
+        self.overflow = overflow;
+    }
+
+    /// Folds `vcpu`'s list registers back (the body of
+    /// [`VirtualGic::sync`]). With `clear`, empties them and drops the
+    /// underflow request, and returns `(0, false)`; without, leaves them for
+    /// a [`fill`](Self::fill) to overwrite and returns how many it used and
+    /// whether the underflow interrupt is still requested.
+    fn fold<L: ListRegisters + ?Sized>(
+        &mut self,
+        v: usize,
+        lrs: &mut L,
+        clear: bool,
+    ) -> (usize, bool) {
+        let Some(shadow) = self.shadows.get_mut(v) else {
+            return (0, false);
+        };
+        let used = shadow.used.min(MAX_LRS);
+        let underflow = shadow.underflow;
+        shadow.underflow = false;
+        shadow.used = 0;
+        shadow.count = 0;
+        shadow.live = false;
+        let n = lrs.count();
+        for i in 0..used {
+            let Some(slot) = self
+                .shadows
+                .get_mut(v)
+                .and_then(|s| s.slots.get_mut(i))
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            let intid = slot.intid;
+            let before = self.backend.load(v, intid);
+            let mut st = before;
+            st.in_lr = false;
+            let lr = if i < n { Some(lrs.read(i)) } else { None };
+            match lr {
+                Some(lr) if lr.intid == intid => {
+                    let lr_p = lr.state.is_pending();
+                    if st.sw_pending_dirty {
+                        // Software cleared it: keep the software view,
+                        // plus any event that arrived afterwards.
+                    } else if self.is_v2_sgi(intid) {
+                        if slot.wrote_pending && !lr_p && !st.relatched {
+                            st.sgi_sources &= !(1u8 << (st.lr_source & 7));
+                        }
+                    } else if slot.wrote_pending {
+                        st.pending_latch = (lr_p && st.pending_latch) || st.relatched;
+                    } else {
+                        st.pending_latch |= st.relatched;
+                    }
+                    if !st.sw_active_dirty {
+                        st.active = lr.state.is_active();
+                    }
+                }
+                // Software changed it meanwhile (or the LR no longer holds
+                // it): keep the software view.
+                _ => {}
+            }
+            st.sw_pending_dirty = false;
+            st.sw_active_dirty = false;
+            st.relatched = false;
+            self.backend.store(v, intid, st);
+            if st.pending_latch != before.pending_latch
+                || st.active != before.active
+                || st.sgi_sources != before.sgi_sources
+            {
+                self.generation = self.generation.wrapping_add(1);
+            }
+            // An SPI leaving this vCPU's list registers goes back to its
+            // target; if that is another vCPU and it can take it, that vCPU
+            // must be told.
+            if intid >= SPI_BASE
+                && let Some(t) = st.target.map(usize::from)
+                && t != v
+            {
+                self.generation = self.generation.wrapping_add(1);
+                if self.dist_enabled() && self.deliverable(&st, intid) {
+                    self.deferred.add(VcpuId(t));
+                }
+            }
+            if clear && i < n {
+                lrs.write(i, LrState::INVALID);
+            }
+        }
+        if clear {
+            lrs.set_underflow_irq(false);
+            (0, false)
+        } else {
+            (used, underflow)
+        }
+    }
+
     fn locate(&self, gpa: GuestPhysAddr) -> Result<Frame, VgicError> {
         let d = self.cfg.layout.distributor();
         if let Some(off) = gpa.offset_from(d.start).filter(|o| *o < d.size) {
@@ -416,6 +619,12 @@ impl<B: Backend> Emulator<B> {
     }
 
     fn field_of(off: u64) -> Option<(Field, u64)> {
+        // The ranges tile GICD_IGROUPR..GICD_ICFGR end: anything outside
+        // (GICD_CTLR, GICD_TYPER, the SGI and routing registers) is a fixed
+        // register, without a walk through the table.
+        if !(GICD_IGROUPR..GICD_ICFGR + 0x100).contains(&off) {
+            return None;
+        }
         FIELD_RANGES
             .iter()
             .find(|(start, len, _)| off >= *start && off < start + len)
@@ -1043,101 +1252,9 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let v = self.check_vcpu(vcpu)?;
         if self.shadows.get(v).is_some_and(|s| s.live) {
             // Flushed twice without an exit in between: fold first.
-            self.sync(vcpu, lrs)?;
+            self.fold(v, lrs, true);
         }
-        let n = lrs.count().min(MAX_LRS);
-        let mut list = core::mem::take(&mut self.scratch);
-        let mut overflow = core::mem::take(&mut self.overflow);
-        list.clear();
-        overflow.clear();
-        self.backend.queued(v, &mut list);
-        let dist_en = self.dist_enabled();
-        let v2 = self.v2();
-        let mut used = 0;
-        // Whether a deliverable interrupt found no free list register. Only
-        // then is the underflow maintenance interrupt wanted: it fires while
-        // at most one LR is valid, so asking for it with LRs to spare (say
-        // one active LR holding back a second SGI source) would fire at once
-        // on every entry and never let the guest run. Interrupts held back
-        // behind their own active instance are picked up by EOI maintenance
-        // (software ones) or at the next exit (forwarded ones, whose
-        // physical interrupt stays active until the guest deactivates it).
-        let mut spilled = false;
-        for &intid in &list {
-            let mut st = self.backend.load(v, intid);
-            if st.in_lr {
-                continue;
-            }
-            let v2_sgi = self.is_v2_sgi(intid);
-            let pend = dist_en && self.deliverable(&st, intid);
-            if !st.active && !pend {
-                continue;
-            }
-            if used == n {
-                if pend {
-                    overflow.push(intid);
-                    spilled = true;
-                }
-                continue;
-            }
-            let (state, source, left_behind) = if v2_sgi {
-                if st.active {
-                    (LrStatus::Active, st.lr_source, pend)
-                } else {
-                    let src = st.sgi_sources.trailing_zeros().min(7) as u8;
-                    let more = st.sgi_sources & !(1u8 << src) != 0;
-                    (LrStatus::Pending, src, more)
-                }
-            } else if st.active && pend && st.hw.is_some() {
-                // A forwarded interrupt cannot be pending and active in
-                // an LR: present the active one, deliver the rest later.
-                (LrStatus::Active, 0, true)
-            } else {
-                (LrStatus::from_flags(pend, st.active), 0, false)
-            };
-            let level_sw = st.hw.is_none() && !st.edge && intid >= PPI_BASE;
-            let lr = LrState {
-                intid,
-                priority: st.priority,
-                state,
-                hw: st.hw,
-                group1: !v2,
-                source_cpu: source,
-                eoi_maintenance: st.hw.is_none() && (level_sw || left_behind),
-            };
-            if left_behind {
-                overflow.push(intid);
-            }
-            lrs.write(used, lr);
-            if let Some(s) = self.shadows.get_mut(v).and_then(|s| s.slots.get_mut(used)) {
-                *s = Some(Slot {
-                    intid,
-                    wrote_pending: state.is_pending(),
-                    lr,
-                });
-            }
-            st.in_lr = true;
-            st.relatched = false;
-            st.sw_pending_dirty = false;
-            st.sw_active_dirty = false;
-            st.lr_source = source;
-            self.backend.store(v, intid, st);
-            used += 1;
-        }
-        for i in used..n {
-            lrs.write(i, LrState::INVALID);
-        }
-        lrs.set_underflow_irq(spilled);
-        self.backend.set_overflow(v, &overflow);
-        let generation = self.generation;
-        if let Some(s) = self.shadows.get_mut(v) {
-            s.used = used;
-            s.count = n;
-            s.live = true;
-            s.generation = generation;
-        }
-        self.scratch = list;
-        self.overflow = overflow;
+        self.fill(v, lrs, MAX_LRS, None);
         Ok(())
     }
 
@@ -1147,78 +1264,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         let v = self.check_vcpu(vcpu)?;
-        let Some(shadow) = self.shadows.get_mut(v) else {
-            return Ok(());
-        };
-        let used = shadow.used.min(MAX_LRS);
-        shadow.used = 0;
-        shadow.count = 0;
-        shadow.live = false;
-        let n = lrs.count();
-        for i in 0..used {
-            let Some(slot) = self
-                .shadows
-                .get_mut(v)
-                .and_then(|s| s.slots.get_mut(i))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
-            let intid = slot.intid;
-            let before = self.backend.load(v, intid);
-            let mut st = before;
-            st.in_lr = false;
-            let lr = if i < n { Some(lrs.read(i)) } else { None };
-            match lr {
-                Some(lr) if lr.intid == intid => {
-                    let lr_p = lr.state.is_pending();
-                    if st.sw_pending_dirty {
-                        // Software cleared it: keep the software view,
-                        // plus any event that arrived afterwards.
-                    } else if self.is_v2_sgi(intid) {
-                        if slot.wrote_pending && !lr_p && !st.relatched {
-                            st.sgi_sources &= !(1u8 << (st.lr_source & 7));
-                        }
-                    } else if slot.wrote_pending {
-                        st.pending_latch = (lr_p && st.pending_latch) || st.relatched;
-                    } else {
-                        st.pending_latch |= st.relatched;
-                    }
-                    if !st.sw_active_dirty {
-                        st.active = lr.state.is_active();
-                    }
-                }
-                // Software changed it meanwhile (or the LR no longer holds
-                // it): keep the software view.
-                _ => {}
-            }
-            st.sw_pending_dirty = false;
-            st.sw_active_dirty = false;
-            st.relatched = false;
-            self.backend.store(v, intid, st);
-            if st.pending_latch != before.pending_latch
-                || st.active != before.active
-                || st.sgi_sources != before.sgi_sources
-            {
-                self.generation = self.generation.wrapping_add(1);
-            }
-            // An SPI leaving this vCPU's list registers goes back to its
-            // target; if that is another vCPU and it can take it, that vCPU
-            // must be told.
-            if intid >= SPI_BASE
-                && let Some(t) = st.target.map(usize::from)
-                && t != v
-            {
-                self.generation = self.generation.wrapping_add(1);
-                if self.dist_enabled() && self.deliverable(&st, intid) {
-                    self.deferred.add(VcpuId(t));
-                }
-            }
-            if i < n {
-                lrs.write(i, LrState::INVALID);
-            }
-        }
-        lrs.set_underflow_irq(false);
+        self.fold(v, lrs, true);
         Ok(())
     }
 
@@ -1244,8 +1290,12 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             // refill would write back exactly what is there.
             return Ok(());
         }
-        self.sync(vcpu, lrs)?;
-        self.flush(vcpu, lrs)
+        // Fold, then write only what changes: the list registers the new
+        // fill does not use and the old one did are cleared, the others
+        // are overwritten or were already invalid.
+        let (used, underflow) = self.fold(v, lrs, false);
+        self.fill(v, lrs, used, Some(underflow));
+        Ok(())
     }
 
     fn take_kicks(&mut self) -> Kicks {
