@@ -82,10 +82,11 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
 /// Drains pending physical interrupts.
 fn handle_irq(from_guest: bool) {
     let Some(gic) = GIC.get() else { return };
-    while let Some(irq) = gic.ack() {
-        gic.eoi(irq);
+    while let Some(acked) = gic.ack() {
+        let irq = acked.id;
+        gic.eoi_acked(acked);
         if !crate::irq::dispatch(gic, irq, from_guest) {
-            gic.deactivate(irq);
+            gic.deactivate_acked(acked);
         }
         // The maintenance interrupt is a level that only folding and
         // refilling the list registers lowers, which happens after this

@@ -115,12 +115,29 @@ impl Gic {
 
     /// Acknowledges the highest-priority pending interrupt, or `None` if it
     /// is spurious.
-    pub fn ack(&self) -> Option<u32> {
-        let id = match self {
-            Gic::V2(g) => g.ack(),
-            Gic::V3(_) => (icc::iar1() & 0xff_ffff) as u32,
+    pub fn ack(&self) -> Option<Acked> {
+        let (id, raw) = match self {
+            Gic::V2(g) => {
+                let raw = g.ack();
+                (raw & 0x3ff, raw)
+            }
+            Gic::V3(_) => {
+                let id = (icc::iar1() & 0xff_ffff) as u32;
+                (id, id)
+            }
         };
-        (id < SPECIAL_BASE).then_some(id)
+        (id < SPECIAL_BASE).then_some(Acked { id, raw })
+    }
+
+    /// Priority drop for an acknowledged interrupt, with the value the
+    /// acknowledge returned (on GICv2 it carries an SGI's source CPU).
+    pub fn eoi_acked(&self, a: Acked) {
+        self.eoi(a.raw);
+    }
+
+    /// Deactivation of an acknowledged interrupt (see [`Gic::eoi_acked`]).
+    pub fn deactivate_acked(&self, a: Acked) {
+        self.deactivate(a.raw);
     }
 
     /// Priority drop for `irq` (the first half of EOImode = 1).
@@ -227,4 +244,29 @@ pub fn enter_guest_cpu_interface() {
         }
         None => {}
     }
+}
+
+/// Disables the virtual CPU interface when this CPU leaves its guest for
+/// good (the domain stopped or the vCPU is off), so neither its list
+/// registers nor its maintenance interrupt fire any more.
+pub fn leave_guest_cpu_interface() {
+    match GIC.get() {
+        Some(Gic::V2(g)) => g.disable_virtual(),
+        Some(Gic::V3(_)) => {
+            // SAFETY: ICH_HCR_EL2 (S3_4_C12_C11_0) only affects the virtual
+            // CPU interface of the guest that has left this CPU.
+            unsafe { core::arch::asm!("msr S3_4_C12_C11_0, xzr", "isb", options(nostack)) };
+        }
+        None => {}
+    }
+}
+
+/// An acknowledged physical interrupt.
+#[derive(Clone, Copy, Debug)]
+pub struct Acked {
+    /// The interrupt ID.
+    pub id: u32,
+    /// What the acknowledge register returned; GICv2 SGIs carry the source
+    /// CPU in bits \[12:10\], which EOI and deactivation must repeat.
+    raw: u32,
 }

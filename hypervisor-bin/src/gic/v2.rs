@@ -150,9 +150,19 @@ impl GicV2 {
         }
     }
 
-    /// Reads GICC_IAR (interrupt ID in bits \[9:0\]).
+    /// Disables this CPU's virtual interface (GICH_HCR.En and every
+    /// maintenance-interrupt enable cleared).
+    pub fn disable_virtual(&self) {
+        if let Some(gich) = self.gich {
+            gich.write32(GICH_HCR, 0);
+        }
+    }
+
+    /// Reads GICC_IAR: the interrupt ID in bits \[9:0\] and, for an SGI,
+    /// the requesting CPU in bits \[12:10\]. The whole value must be written
+    /// back to GICC_EOIR and GICC_DIR (IHI 0048B, 4.4.5 and 4.4.15).
     pub fn ack(&self) -> u32 {
-        self.cpu.read32(GICC_IAR) & 0x3ff
+        self.cpu.read32(GICC_IAR) & 0x1fff
     }
 
     /// Priority drop.
