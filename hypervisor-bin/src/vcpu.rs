@@ -696,11 +696,15 @@ pub fn stop_domain(d: usize, reason: StopReason) {
 /// CPU_OFF) and idles this pCPU.
 fn park_vcpu() -> ! {
     // SAFETY: the guest will not be resumed on this path; turning stage 2
-    // off keeps stray accesses from being translated for it.
+    // off keeps stray accesses from being translated for it, and disabling
+    // its virtual timer (CNTV_CTL_EL0 = 0) keeps that timer's hardware-mapped
+    // PPI from firing for a vCPU that no longer exists.
     unsafe {
-        asm!("msr hcr_el2, {}", "isb", in(reg) (1u64 << 3) | (1 << 4) | (1 << 5) | (1 << 31),
+        asm!("msr cntv_ctl_el0, xzr",
+             "msr hcr_el2, {}", "isb", in(reg) (1u64 << 3) | (1 << 4) | (1 << 5) | (1 << 31),
              options(nostack))
     };
+    crate::gic::leave_guest_cpu_interface();
     idle_loop()
 }
 
