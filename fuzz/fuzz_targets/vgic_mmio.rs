@@ -88,6 +88,12 @@ enum Op {
     Maintenance {
         vcpu: u8,
     },
+    /// The guest scribbles over the LRs, then the trap-return refresh
+    /// (which may take its fast path) runs.
+    Refresh {
+        vcpu: u8,
+        guest: [u8; 4],
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -123,7 +129,30 @@ fn gpa(frame: Frame, off: u32) -> GuestPhysAddr {
     }
 }
 
-fn apply(g: &mut Vgic, op: Op, lrs: &mut Lrs) -> Option<u64> {
+/// What a flush or refresh leaves: only implemented INTIDs, each in at
+/// most one list register.
+fn check_lrs(lrs: &Lrs, nr_intids: u32) {
+    let mut seen = Vec::new();
+    for lr in lrs.regs.iter().filter(|l| l.state != LrStatus::Invalid) {
+        assert!(lr.intid < nr_intids, "LR holds unimplemented INTID");
+        assert!(!seen.contains(&lr.intid), "INTID in two LRs");
+        seen.push(lr.intid);
+    }
+}
+
+/// The guest acks/EOIs/ignores each LR as the bytes say.
+fn guest_acts(lrs: &mut Lrs, guest: [u8; 4]) {
+    for (lr, b) in lrs.regs.iter_mut().zip(guest) {
+        lr.state = match b % 4 {
+            0 => lr.state,
+            1 => LrStatus::Invalid,
+            2 if lr.state != LrStatus::Invalid => LrStatus::Active,
+            _ => lr.state,
+        };
+    }
+}
+
+fn apply(g: &mut Vgic, op: Op, all_lrs: &mut [Lrs]) -> Option<u64> {
     let nr_intids = 32 + g.nr_spis() as u32;
     match op {
         Op::Read {
@@ -163,27 +192,23 @@ fn apply(g: &mut Vgic, op: Op, lrs: &mut Lrs) -> Option<u64> {
             let _ = g.map_hw(VcpuId(vcpu.into()), virq.into(), pintid.into());
         }
         Op::Round { vcpu, guest } => {
+            let lrs = &mut all_lrs[usize::from(vcpu) % all_lrs.len()];
             let v = VcpuId(vcpu.into());
             if g.flush(v, lrs).is_ok() {
-                let mut seen = Vec::new();
-                for lr in lrs.regs.iter().filter(|l| l.state != LrStatus::Invalid) {
-                    assert!(lr.intid < nr_intids, "LR holds unimplemented INTID");
-                    assert!(!seen.contains(&lr.intid), "INTID in two LRs");
-                    seen.push(lr.intid);
-                }
-                // The guest acks/EOIs/ignores each LR as the bytes say.
-                for (lr, b) in lrs.regs.iter_mut().zip(guest) {
-                    lr.state = match b % 4 {
-                        0 => lr.state,
-                        1 => LrStatus::Invalid,
-                        2 if lr.state != LrStatus::Invalid => LrStatus::Active,
-                        _ => lr.state,
-                    };
-                }
+                check_lrs(lrs, nr_intids);
+                guest_acts(lrs, guest);
                 g.sync(v, lrs).expect("sync after a successful flush");
             }
         }
+        Op::Refresh { vcpu, guest } => {
+            let lrs = &mut all_lrs[usize::from(vcpu) % all_lrs.len()];
+            guest_acts(lrs, guest);
+            if g.refresh(VcpuId(vcpu.into()), lrs).is_ok() {
+                check_lrs(lrs, nr_intids);
+            }
+        }
         Op::Maintenance { vcpu } => {
+            let lrs = &mut all_lrs[usize::from(vcpu) % all_lrs.len()];
             let _ = g.maintenance(VcpuId(vcpu.into()), lrs);
         }
     }
@@ -210,12 +235,16 @@ fuzz_target!(|input: Input| {
     let bystander = Vgic::new(Model::Classic, cfg.clone()).unwrap();
     let bystander2 = Vgic::new(Model::PerIrq, cfg).unwrap();
     let before = (bystander.state_digest(), bystander2.state_digest());
-    let mut l1 = Lrs {
-        regs: [LrState::INVALID; 4],
+    // One set of list registers per vCPU, as each pinned vCPU has its
+    // own physical CPU interface.
+    let new_lrs = || -> Vec<Lrs> {
+        (0..nr_vcpus)
+            .map(|_| Lrs {
+                regs: [LrState::INVALID; 4],
+            })
+            .collect()
     };
-    let mut l2 = Lrs {
-        regs: [LrState::INVALID; 4],
-    };
+    let (mut l1, mut l2) = (new_lrs(), new_lrs());
     for op in input.ops.iter().take(256) {
         let a = apply(&mut classic, *op, &mut l1);
         let b = apply(&mut perirq, *op, &mut l2);
