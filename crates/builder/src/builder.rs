@@ -6,10 +6,10 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use tessel_addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange, PAGE_SIZE};
+use tessel_addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
 use tessel_config::{BootConfig, DomainConfig, GicInfo, ReservedSource, VgicModel};
 use tessel_domctl::{CreateDomainRequest, DomainFlags, HostCapabilities};
-use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartKind, UartSpec};
+use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartSpec};
 use tessel_passthrough::{Assignment, DomainRequest, Forbidden, HostView, Registry};
 use tessel_static_mem::{BankError, HostMemory, RamError, RamLayout, Reserved, ReservedKind};
 use tessel_vgic::{HostGic, Model, RegionKind, VgicConfig, VgicLayout};
@@ -626,13 +626,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             memory: ram.guest_banks().to_vec(),
             gic,
             timer: TimerSpec::default(),
-            vpl011: uart.map(|u| UartSpec {
-                base: u.base,
-                size: PAGE_SIZE,
-                spi: u.spi,
-                kind: UartKind::SbsaUart,
-                current_speed: 115_200,
-            }),
+            vpl011: uart.map(|u| UartSpec::sbsa(u.base, u.spi)),
             chosen: ChosenSpec {
                 bootargs: cfg.bootargs().map(String::from),
                 stdout_path: None,

@@ -30,11 +30,11 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_main};
 use fdt_rs::base::{DevTree, DevTreeItem};
 use fdt_rs::prelude::{FallibleIterator, PropReader};
-use tessel_addr::{GuestPhysAddr, GuestRange, PAGE_SIZE};
+use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{DeviceTree, DomainConfig, HostPlatform, NodeId};
 use tessel_guestdt::{
     ChosenSpec, FdtWriter, GICV3_GICR_STRIDE, GicSpec, GuestDtSpec, MPIDR_AFFINITY_MASK, TimerSpec,
-    UartKind, UartSpec,
+    UartSpec,
 };
 use tessel_static_mem::{GUEST_RAM0, GUEST_RAM1};
 use tessel_vgic::config::{XEN_GICC_BASE, XEN_GICD_BASE, XEN_GICR_BASE, xen_vcpu_mpidr};
@@ -176,13 +176,9 @@ fn spec<'a>(host: &HostPlatform, dom: &'a DomainConfig) -> GuestDtSpec<'a> {
         memory,
         gic,
         timer: TimerSpec::default(),
-        vpl011: uart.filter(|_| dom.vpl011).map(|u| UartSpec {
-            base: u.base,
-            size: PAGE_SIZE,
-            spi: u.spi,
-            kind: UartKind::SbsaUart,
-            current_speed: 115_200,
-        }),
+        vpl011: uart
+            .filter(|_| dom.vpl011)
+            .map(|u| UartSpec::sbsa(u.base, u.spi)),
         chosen: ChosenSpec {
             bootargs: dom.bootargs().map(String::from),
             stdout_path: None,

@@ -194,6 +194,20 @@ pub struct UartSpec {
     pub current_speed: u32,
 }
 
+impl UartSpec {
+    /// The vPL011 as Tessel and Xen present it: an `arm,sbsa-uart` of one
+    /// 4 KiB page at `base`, interrupt `spi`, advertising 115200 baud.
+    pub fn sbsa(base: GuestPhysAddr, spi: u32) -> Self {
+        Self {
+            base,
+            size: 0x1000,
+            spi,
+            kind: UartKind::SbsaUart,
+            current_speed: 115_200,
+        }
+    }
+}
+
 /// Contents of `/chosen`.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct ChosenSpec {
