@@ -190,17 +190,15 @@ exception_common:
     mrs     x2, elr_el2
     stp     x30, x2, [sp, #16 * 15]
     mrs     x2, spsr_el2
-    mrs     x3, sp_el0
-    stp     x2, x3, [sp, #16 * 16]
+    str     x2, [sp, #16 * 16]
     mov     x1, sp
     bl      handle_exception
 
     /* Return to the (possibly modified) frame at sp. */
     .global exception_return
 exception_return:
-    ldp     x2, x3, [sp, #16 * 16]
+    ldr     x2, [sp, #16 * 16]
     msr     spsr_el2, x2
-    msr     sp_el0, x3
     ldp     x30, x2, [sp, #16 * 15]
     msr     elr_el2, x2
     ldp     x0, x1, [sp, #16 * 0]

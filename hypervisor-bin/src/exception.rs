@@ -1,9 +1,11 @@
 //! EL2 exception entry from Rust's point of view.
 
-use crate::gic::{GIC, this_cpu};
+use crate::gic::{GIC, Gic, this_cpu};
 
 /// The registers the vectors save on the EL2 stack (layout shared with
 /// `boot.rs`; guests' general-purpose registers live here while EL2 runs).
+/// SP_EL0, like the guest's other EL1/EL0 registers, stays in the
+/// hardware: EL2 code never uses it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
@@ -13,8 +15,8 @@ pub struct TrapFrame {
     pub elr: u64,
     /// SPSR_EL2: the state `eret` restores.
     pub spsr: u64,
-    /// SP_EL0 of the interrupted context.
-    pub sp_el0: u64,
+    /// Keeps the frame a multiple of 16 bytes (AAPCS64 stack alignment).
+    pub pad: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
@@ -48,12 +50,15 @@ fn esr_far() -> (u64, u64) {
 #[unsafe(no_mangle)]
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     match kind {
-        kind::CURRENT_IRQ => handle_irq(false),
+        kind::CURRENT_IRQ => {
+            if let Some(gic) = GIC.get() {
+                drain_irqs(gic, false);
+            }
+        }
         // A guest's EL0 may run AArch32 code: its traps and interrupts come
         // through the AArch32 lower-EL slots with the same syndromes.
         kind::LOWER_IRQ | kind::LOWER32_IRQ | kind::LOWER_FIQ | kind::LOWER32_FIQ => {
-            handle_irq(true);
-            crate::vcpu::after_guest_irq();
+            crate::vcpu::handle_guest_irq();
         }
         kind::LOWER_SYNC | kind::LOWER32_SYNC => crate::vcpu::handle_guest_sync(frame),
         kind::LOWER_SERROR | kind::LOWER32_SERROR => {
@@ -79,9 +84,8 @@ extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
     }
 }
 
-/// Drains pending physical interrupts.
-fn handle_irq(from_guest: bool) {
-    let Some(gic) = GIC.get() else { return };
+/// Drains pending physical interrupts through [`crate::irq::dispatch`].
+pub fn drain_irqs(gic: &Gic, from_guest: bool) {
     while let Some(acked) = gic.ack() {
         let irq = acked.id;
         gic.eoi_acked(acked);

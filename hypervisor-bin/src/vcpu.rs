@@ -12,13 +12,13 @@ use crate::domain::Domain;
 use crate::domain::DomainRt;
 use crate::exception::TrapFrame;
 use crate::gic::lrs::HwLrs;
-use crate::gic::{GIC, this_cpu};
+use crate::gic::{GIC, Gic, this_cpu};
 use crate::sync::{Once, SpinGuard, SpinLock};
 use crate::{console, println, s2};
 use alloc::format;
 use alloc::vec::Vec;
 use core::arch::asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 use tessel_trap::esr::{self, Exception, WfxKind};
 use tessel_trap::{PsciAction, StopReason};
 use tessel_vgic::lr::{ListRegisters, LrState};
@@ -104,6 +104,9 @@ struct Pcpu {
     domain: AtomicUsize,
     /// vCPU index within the domain.
     vcpu: AtomicUsize,
+    /// The running domain, set by [`enter`] on this pCPU once its vCPU
+    /// runs (null before): the trap path's one-load answer to "who trapped".
+    running: AtomicPtr<Domain>,
     /// A vCPU start request (entry, x0) for the idle loop.
     start: SpinLock<Option<(u64, u64)>>,
 }
@@ -112,9 +115,14 @@ static PCPUS: [Pcpu; MAX_CPUS] = [const {
     Pcpu {
         domain: AtomicUsize::new(NONE),
         vcpu: AtomicUsize::new(0),
+        running: AtomicPtr::new(core::ptr::null_mut()),
         start: SpinLock::new(None),
     }
 }; MAX_CPUS];
+
+/// Owner of each physical SPI passed through: domain index + 1, 0 for none
+/// (filled once by [`route_device_irqs`], read on every forwarded SPI).
+static SPI_OWNER: [AtomicU16; 1020] = [const { AtomicU16::new(0) }; 1020];
 
 /// Assigns the pCPUs to the vCPUs of `domains` (boot CPU, before start).
 pub fn assign(domains: &[Domain]) {
@@ -141,11 +149,41 @@ pub fn request_start(p: usize, entry: u64, x0: u64) {
     }
 }
 
-fn current() -> Option<(&'static Domain, usize, usize)> {
+/// The vCPU a trap came from.
+#[derive(Clone, Copy)]
+struct Current {
+    /// Its domain.
+    dom: &'static Domain,
+    /// The domain's index in [`DOMAINS`].
+    d: usize,
+    /// The vCPU's index in its domain.
+    vcpu: usize,
+}
+
+/// The vCPU assigned to this pCPU (by index, through [`DOMAINS`]).
+fn assigned() -> Option<(&'static Domain, usize, usize)> {
     let slot = PCPUS.get(this_cpu())?;
     let d = slot.domain.load(Ordering::Relaxed);
     let dom = DOMAINS.get()?.get(d)?;
     Some((dom, d, slot.vcpu.load(Ordering::Relaxed)))
+}
+
+/// The vCPU running on this pCPU, once [`enter`] has run it.
+#[inline]
+fn current() -> Option<Current> {
+    let slot = PCPUS.get(this_cpu())?;
+    let dom = slot.running.load(Ordering::Relaxed);
+    if dom.is_null() {
+        return None;
+    }
+    // SAFETY: `enter` stores a pointer to an element of `DOMAINS`, which is
+    // set once at boot and never mutated or dropped afterwards.
+    let dom = unsafe { &*dom };
+    Some(Current {
+        dom,
+        d: slot.domain.load(Ordering::Relaxed),
+        vcpu: slot.vcpu.load(Ordering::Relaxed),
+    })
 }
 
 /// The idle loop of a pCPU: waits for interrupts and starts its vCPU when
@@ -160,7 +198,7 @@ pub fn idle_loop() -> ! {
         let cpu = this_cpu();
         let req = PCPUS.get(cpu).and_then(|s| s.start.lock().take());
         if let Some((entry, x0)) = req
-            && let Some((dom, _, vcpu)) = current()
+            && let Some((dom, _, vcpu)) = assigned()
             && !dom.rt.lock().state.is_stopped()
         {
             enter(dom, vcpu, entry, x0);
@@ -182,7 +220,11 @@ pub fn idle_loop() -> ! {
 /// Enters vCPU `vcpu` of `dom` at EL1h with the MMU off, PC = `entry`,
 /// x0 = `x0`. Never returns; the guest's traps come back through the
 /// exception vectors.
-fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
+fn enter(dom: &'static Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
+    if let Some(slot) = PCPUS.get(this_cpu()) {
+        slot.running
+            .store(core::ptr::from_ref(dom).cast_mut(), Ordering::Relaxed);
+    }
     let midr: u64;
     // SAFETY: reading MIDR_EL1 has no side effects.
     unsafe { asm!("mrs {}, midr_el1", out(reg) midr, options(nomem, nostack)) };
@@ -199,6 +241,7 @@ fn enter(dom: &Domain, vcpu: usize, entry: u64, x0: u64) -> ! {
             "msr sctlr_el1, {sctlr}",
             "msr cnthctl_el2, {cnthctl}",
             "msr cntvoff_el2, xzr",
+            "msr sp_el0, xzr",
             "msr hcr_el2, {hcr}",
             "isb",
             "ic iallu",
@@ -271,52 +314,75 @@ fn set_reg(frame: &mut TrapFrame, r: u8, v: u64) {
     }
 }
 
-/// Handles a synchronous exception from a guest.
+/// Work an exit leaves for after the domain lock is released: anything
+/// that takes another pCPU's mailbox, signals other pCPUs, prints, or does
+/// not return. Kept small: every exit builds and checks one.
+#[derive(Default)]
+struct After {
+    /// vCPUs of this domain to kick (bit `i` = vCPU `i`).
+    kicks: u128,
+    /// The guest waits for an interrupt (WFI, CPU_SUSPEND); cleared when
+    /// one is deliverable already.
+    wait: bool,
+    /// The rare rest.
+    deferred: Deferred,
+}
+
+/// The rare part of [`After`].
+#[derive(Default)]
+enum Deferred {
+    /// Nothing.
+    #[default]
+    None,
+    /// An access answered with an abort, to report.
+    Fault(MmioFault),
+    /// PSCI CPU_ON: start a vCPU on a pCPU (pCPU, entry, context ID).
+    Start(usize, u64, u64),
+    /// Stop the domain for this reason, then park.
+    Stop(StopReason),
+    /// Leave this vCPU for good (PSCI CPU_OFF).
+    Park,
+}
+
+impl After {
+    fn kick(&mut self, k: Kicks) {
+        self.kicks |= k.bits();
+    }
+}
+
+/// Handles a synchronous exception from a guest. The domain lock is taken
+/// once, for the emulation and the list-register refresh together.
 pub fn handle_guest_sync(frame: &mut TrapFrame) {
     let (esr_val, far, hpfar) = read_sysreg_syndrome();
-    let Some((dom, d, vcpu)) = current() else {
+    let Some(cur) = current() else {
         panic!(
             "trap from a lower EL at {:#x}, but no guest runs here",
             frame.elr
         );
     };
+    let mut after = After::default();
+    let mut rt = cur.dom.rt.lock();
     match esr::decode(esr_val) {
-        Exception::Hvc64 { imm: 0 } => psci(dom, d, vcpu, frame),
+        Exception::Hvc64 { imm: 0 } => psci(cur, &mut rt, frame, &mut after),
         Exception::Smc64 { .. } => {
             frame.elr += 4;
-            psci(dom, d, vcpu, frame);
+            psci(cur, &mut rt, frame, &mut after);
         }
         Exception::Hvc64 { .. } => frame.x[0] = PSCI_NOT_SUPPORTED,
         Exception::Wfx(kind) => {
             frame.elr += 4;
-            if kind == WfxKind::Wfi {
-                refresh_lrs(dom, vcpu);
-                if !dom.rt.lock().vgic.has_deliverable(VcpuId(vcpu)) {
-                    wait_for_interrupt();
-                }
-            }
+            after.wait = kind == WfxKind::Wfi;
         }
         Exception::DataAbortLower(da) => match da.mmio_access(hpfar, far) {
-            Ok(access) => match mmio(dom, vcpu, frame, &access) {
+            Ok(access) => match mmio(cur, &mut rt, frame, &access, &mut after) {
                 Ok(()) => frame.elr += 4,
-                Err(MmioFault::NoDevice) => {
-                    report_fault(dom, format_args!("no device at {}", access.ipa));
-                    inject_abort(frame, far, true);
-                }
-                Err(MmioFault::Uart(e)) => {
-                    report_fault(dom, format_args!("{e}"));
-                    inject_abort(frame, far, true);
-                }
-                Err(MmioFault::Vgic(e)) => {
-                    report_fault(dom, format_args!("vGIC: {e}"));
+                Err(f) => {
+                    after.deferred = Deferred::Fault(f);
                     inject_abort(frame, far, true);
                 }
             },
             Err(e) => {
-                report_fault(
-                    dom,
-                    format_args!("data abort at {far:#x} not emulated: {e:?}"),
-                );
+                after.deferred = Deferred::Fault(MmioFault::NotEmulated { far, why: e });
                 inject_abort(frame, far, true);
             }
         },
@@ -324,26 +390,24 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
         Exception::SysReg(acc) => match sgi_register(&acc) {
             Some(which) if !acc.read => {
                 let value = reg(frame, acc.rt);
-                let r = dom.rt.lock().vgic.sysreg_sgi(VcpuId(vcpu), which, value);
-                match r {
+                match rt.vgic.sysreg_sgi(VcpuId(cur.vcpu), which, value) {
                     Ok(kicks) => {
                         frame.elr += 4;
-                        kick(dom, kicks);
+                        after.kick(kicks);
                     }
                     Err(_) => inject_undef(frame),
                 }
             }
             _ => inject_undef(frame),
         },
-        other => stop_domain(
-            d,
-            StopReason::Faulted(format!(
-                "vCPU{vcpu}: unexpected exception {other:?} at {:#x}",
-                frame.elr
-            )),
-        ),
+        other => {
+            after.deferred = Deferred::Stop(StopReason::Faulted(format!(
+                "vCPU{}: unexpected exception {other:?} at {:#x}",
+                cur.vcpu, frame.elr
+            )));
+        }
     }
-    resume_guest(dom, vcpu);
+    finish_exit(cur, rt, after);
 }
 
 /// GICv3 SGI-generation registers (IHI 0069, 12.2.19-21): ICC_SGI1R_EL1
@@ -365,38 +429,63 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 /// Folds this vCPU's list registers back into its vGIC and refills them
 /// (before every return to the guest). The vGIC leaves them alone when
 /// neither they nor the interrupt state changed since the last refill; a
-/// fold that hands an SPI to another vCPU kicks that vCPU.
-fn refresh_lrs(dom: &Domain, vcpu: usize) {
-    refresh_locked(dom, vcpu, dom.rt.lock());
-}
-
-/// [`refresh_lrs`] with the domain's lock already held (released here).
-fn refresh_locked(dom: &Domain, vcpu: usize, mut rt: SpinGuard<'_, DomainRt>) {
+/// fold that hands an SPI to another vCPU adds that vCPU to `after`.
+fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
     if let Some(mut lrs) = HwLrs::this_cpu() {
         let _ = rt.vgic.refresh(VcpuId(vcpu), &mut lrs);
-        let kicks = rt.vgic.take_kicks();
-        drop(rt);
-        kick(dom, kicks);
+        after.kick(rt.vgic.take_kicks());
     }
 }
 
-/// The end of every exit: leaves the vCPU if its domain stopped, otherwise
-/// refreshes its list registers, under one acquisition of the domain lock.
-fn resume_guest(dom: &Domain, vcpu: usize) {
-    let rt = dom.rt.lock();
-    if rt.state.is_stopped() {
-        drop(rt);
+/// The end of every exit: under the lock taken for it, leaves the vCPU if
+/// its domain stopped, otherwise refreshes its list registers; then, with
+/// the lock released, does what the exit left in `after`.
+#[inline(always)]
+fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, mut after: After) {
+    let stopped = rt.state.is_stopped();
+    if !stopped {
+        refresh(&mut rt, cur.vcpu, &mut after);
+        if after.wait && rt.vgic.has_deliverable(VcpuId(cur.vcpu)) {
+            after.wait = false;
+        }
+    }
+    drop(rt);
+    if stopped || after.kicks != 0 || after.wait || !matches!(after.deferred, Deferred::None) {
+        finish_slow(cur, after, stopped);
+    }
+}
+
+/// The uncommon tail of [`finish_exit`].
+#[inline(never)]
+fn finish_slow(cur: Current, after: After, stopped: bool) {
+    kick_bits(cur.dom, after.kicks);
+    match after.deferred {
+        Deferred::None => {}
+        Deferred::Fault(f) => report_fault(cur.dom, &f),
+        Deferred::Start(p, entry, context_id) => request_start(p, entry, context_id),
+        Deferred::Stop(reason) => {
+            stop_domain(cur.d, reason);
+            park_vcpu();
+        }
+        Deferred::Park => park_vcpu(),
+    }
+    if stopped {
         park_vcpu();
     }
-    refresh_locked(dom, vcpu, rt);
+    if after.wait {
+        wait_for_interrupt();
+    }
 }
 
 /// Makes the pCPUs of the vCPUs in `kicks` exit their guest (they refill
 /// their list registers on the way back in).
 fn kick(dom: &Domain, kicks: Kicks) {
-    // Walks the set bits only: `Kicks::iter` tests all 128 positions with
-    // 128-bit shifts, about 1700 instructions per call.
-    let mut bits = kicks.bits();
+    kick_bits(dom, kicks.bits());
+}
+
+/// [`kick`] on a raw bitmap (bit `i` = vCPU `i`). Walks the set bits only:
+/// `Kicks::iter` over all 128 positions costs far more.
+fn kick_bits(dom: &Domain, mut bits: u128) {
     if bits == 0 {
         return;
     }
@@ -414,7 +503,7 @@ fn kick(dom: &Domain, kicks: Kicks) {
 }
 
 /// Passes a change of the vPL011's interrupt output to the vGIC.
-fn update_uart_line(dom: &Domain, rt: &mut crate::domain::DomainRt) {
+fn update_uart_line(rt: &mut DomainRt, after: &mut After) {
     let Some(u) = rt.uart.as_ref() else { return };
     let level = u.dev.irq_level();
     if level == rt.uart_line {
@@ -425,14 +514,14 @@ fn update_uart_line(dom: &Domain, rt: &mut crate::domain::DomainRt) {
     if let Ok(Some(v)) = rt.vgic.set_line(VcpuId(0), spi, level) {
         let mut k = Kicks::NONE;
         k.add(v);
-        kick(dom, k);
+        after.kick(k);
     }
 }
 
 /// Reports an access the hypervisor answers with an abort: the first
 /// [`FAULT_REPORTS`] per domain, so a misbehaving guest cannot flood the
 /// console.
-fn report_fault(dom: &Domain, what: core::fmt::Arguments<'_>) {
+fn report_fault(dom: &Domain, what: &MmioFault) {
     let n = dom.fault_reports.fetch_add(1, Ordering::Relaxed);
     if n < FAULT_REPORTS {
         println!("{}: {what}; abort injected", dom.name);
@@ -447,7 +536,7 @@ const FAULT_REPORTS: usize = 16;
 /// An SError (asynchronous abort) taken from a guest: the domain's state
 /// cannot be trusted any more, so it is stopped.
 pub fn guest_serror(esr: u64, elr: u64) {
-    let Some((_, d, vcpu)) = current() else {
+    let Some(Current { d, vcpu, .. }) = current() else {
         panic!("SError from a lower EL (ESR_EL2 {esr:#x}) with no guest on this CPU");
     };
     stop_domain(
@@ -467,13 +556,12 @@ fn wait_for_interrupt() {
     unsafe { asm!("dsb sy", "wfi", options(nomem, nostack)) };
 }
 
-fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
+fn psci(cur: Current, rt: &mut DomainRt, frame: &mut TrapFrame, after: &mut After) {
     let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
-    let outcome = dom.rt.lock().power.call(vcpu, args);
-    let outcome = match outcome {
+    let outcome = match rt.power.call(cur.vcpu, args) {
         Ok(o) => o,
         Err(e) => {
-            stop_domain(d, StopReason::Faulted(format!("PSCI state error: {e}")));
+            after.deferred = Deferred::Stop(StopReason::Faulted(format!("PSCI state error: {e}")));
             return;
         }
     };
@@ -481,31 +569,22 @@ fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
     match outcome.action {
         PsciAction::None => {}
         // CPU_SUSPEND: a power-down state is allowed to return like WFI.
-        PsciAction::Wfi => {
-            refresh_lrs(dom, vcpu);
-            if !dom.rt.lock().vgic.has_deliverable(VcpuId(vcpu)) {
-                wait_for_interrupt();
-            }
-        }
+        PsciAction::Wfi => after.wait = true,
         PsciAction::StartVcpu {
             vcpu: target,
             entry,
             context_id,
         } => {
-            let _ = dom.rt.lock().power.started(target);
-            if let Some(&p) = dom.vcpu_pcpu.get(target) {
-                request_start(p, entry, context_id);
+            let _ = rt.power.started(target);
+            if let Some(&p) = cur.dom.vcpu_pcpu.get(target) {
+                after.deferred = Deferred::Start(p, entry, context_id);
             }
         }
-        PsciAction::StopVcpu { last } => {
-            if last {
-                stop_domain(d, StopReason::PoweredOff);
-            } else {
-                park_vcpu();
-            }
+        PsciAction::StopVcpu { last: true } | PsciAction::SystemOff => {
+            after.deferred = Deferred::Stop(StopReason::PoweredOff);
         }
-        PsciAction::SystemOff => stop_domain(d, StopReason::PoweredOff),
-        PsciAction::SystemReset => stop_domain(d, StopReason::Reset),
+        PsciAction::StopVcpu { last: false } => after.deferred = Deferred::Park,
+        PsciAction::SystemReset => after.deferred = Deferred::Stop(StopReason::Reset),
     }
 }
 
@@ -513,24 +592,45 @@ fn psci(dom: &Domain, d: usize, vcpu: usize, frame: &mut TrapFrame) {
 #[derive(Debug)]
 enum MmioFault {
     /// No emulated device at this address.
-    NoDevice,
+    NoDevice(tessel_addr::GuestPhysAddr),
     /// The vPL011 refused the access.
     Uart(tessel_vpl011::MmioError),
     /// The vGIC refused the access.
     Vgic(tessel_vgic::VgicError),
+    /// The abort's syndrome does not describe an emulatable access.
+    NotEmulated {
+        /// FAR_EL2.
+        far: u64,
+        /// What the syndrome lacks.
+        why: tessel_trap::EsrError,
+    },
+}
+
+impl core::fmt::Display for MmioFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoDevice(ipa) => write!(f, "no device at {ipa}"),
+            Self::Uart(e) => write!(f, "{e}"),
+            Self::Vgic(e) => write!(f, "vGIC: {e}"),
+            Self::NotEmulated { far, why } => {
+                write!(f, "data abort at {far:#x} not emulated: {why:?}")
+            }
+        }
+    }
 }
 
 /// Emulates a trapped MMIO access: the vPL011, then the vGIC's
 /// distributor and redistributors.
 fn mmio(
-    dom: &Domain,
-    vcpu: usize,
+    cur: Current,
+    rt: &mut DomainRt,
     frame: &mut TrapFrame,
     a: &esr::MmioAccess,
+    after: &mut After,
 ) -> Result<(), MmioFault> {
-    let mut rt = dom.rt.lock();
-    let uart_off = rt.uart.as_ref().and_then(|u| u.config.offset_of(a.ipa));
-    if let (Some(off), Some(u)) = (uart_off, rt.uart.as_mut()) {
+    if let Some(u) = rt.uart.as_mut()
+        && let Some(off) = u.config.offset_of(a.ipa)
+    {
         let id = u.console;
         if a.write {
             let v = a.store_value(reg(frame, a.reg));
@@ -540,8 +640,7 @@ fn mmio(
             u.dev.drain_tx(|b| {
                 let _ = out.push(b);
             });
-            update_uart_line(dom, &mut rt);
-            drop(rt);
+            // Lock order: the domain's state, then the mux.
             guest_output(id, &out);
         } else {
             let raw = u.dev.read(off, a.size).map_err(MmioFault::Uart)?;
@@ -552,8 +651,8 @@ fn mmio(
             if let Some(mux) = MUX.lock().as_mut() {
                 let _ = mux.feed(id, &mut u.dev);
             }
-            update_uart_line(dom, &mut rt);
         }
+        update_uart_line(rt, after);
         return Ok(());
     }
     let in_vgic = rt.vgic.regions().iter().any(|r| {
@@ -563,20 +662,20 @@ fn mmio(
         ) && r.range.contains(a.ipa)
     });
     if !in_vgic {
-        return Err(MmioFault::NoDevice);
+        return Err(MmioFault::NoDevice(a.ipa));
     }
+    let vcpu = VcpuId(cur.vcpu);
     if a.write {
         let v = a.store_value(reg(frame, a.reg));
         let kicks = rt
             .vgic
-            .mmio_write(VcpuId(vcpu), a.ipa, a.size, v)
+            .mmio_write(vcpu, a.ipa, a.size, v)
             .map_err(MmioFault::Vgic)?;
-        drop(rt);
-        kick(dom, kicks);
+        after.kick(kicks);
     } else {
         let raw = rt
             .vgic
-            .mmio_read(VcpuId(vcpu), a.ipa, a.size)
+            .mmio_read(vcpu, a.ipa, a.size)
             .map_err(MmioFault::Vgic)?;
         if let Some(v) = a.load_value(raw) {
             set_reg(frame, a.reg, v);
@@ -708,11 +807,78 @@ fn park_vcpu() -> ! {
     idle_loop()
 }
 
-/// After an interrupt taken from a guest: leave it if its domain stopped.
-pub fn after_guest_irq() {
-    if let Some((dom, _, vcpu)) = current() {
-        resume_guest(dom, vcpu);
+/// Handles the physical interrupts that interrupted a guest, then returns
+/// to it. The virtual timer and this domain's passthrough SPIs are
+/// injected under one acquisition of the domain lock, which the
+/// list-register refresh reuses; everything else goes through
+/// [`crate::irq::dispatch`] with the lock released.
+pub fn handle_guest_irq() {
+    let Some(gic) = GIC.get() else { return };
+    let Some(cur) = current() else {
+        crate::exception::drain_irqs(gic, true);
+        return;
+    };
+    let mut after = After::default();
+    let mut held: Option<SpinGuard<'_, DomainRt>> = None;
+    while let Some(acked) = gic.ack() {
+        let irq = acked.id;
+        gic.eoi_acked(acked);
+        let here = irq == crate::gic::VTIMER_PPI || spi_owner(irq) == Some(cur.d);
+        let forwarded = if here {
+            let rt = held.get_or_insert_with(|| cur.dom.rt.lock());
+            inject_here(gic, cur, rt, irq, &mut after)
+        } else {
+            // Dispatch may take any domain's lock, this one's included.
+            held = None;
+            crate::irq::dispatch(gic, irq, true)
+        };
+        if !forwarded {
+            gic.deactivate_acked(acked);
+        }
+        // The maintenance interrupt is a level that only folding and
+        // refilling the list registers lowers, which happens after this
+        // loop: acknowledging it again here would never end.
+        if irq == crate::gic::maintenance_irq() {
+            break;
+        }
     }
+    let rt = match held {
+        Some(rt) => rt,
+        None => cur.dom.rt.lock(),
+    };
+    finish_exit(cur, rt, after);
+}
+
+/// Injects `irq` (the virtual timer or one of this domain's SPIs, both
+/// hardware-mapped) into the running domain, whose lock is held. Returns
+/// whether the guest now owns its deactivation.
+fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut After) -> bool {
+    if rt.state.is_stopped() {
+        if irq != crate::gic::VTIMER_PPI {
+            gic.disable(irq);
+        }
+        return false;
+    }
+    let vcpu = if irq == crate::gic::VTIMER_PPI {
+        cur.vcpu
+    } else {
+        0
+    };
+    match rt.vgic.inject(VcpuId(vcpu), irq) {
+        Ok(target) => {
+            let mut k = Kicks::NONE;
+            k.add_opt(target);
+            after.kick(k);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The domain a passthrough SPI belongs to.
+fn spi_owner(irq: u32) -> Option<usize> {
+    let o = SPI_OWNER.get(irq as usize)?.load(Ordering::Relaxed);
+    (o != 0).then(|| usize::from(o) - 1)
 }
 
 /// Host console input: to the vPL011 of the domain that has the focus.
@@ -735,13 +901,16 @@ pub fn console_input() {
             .and_then(|m| m.host_input(b, &mut HostOut));
         let Some(id) = target else { continue };
         for dom in domains {
+            let mut after = After::default();
             let mut rt = dom.rt.lock();
             if let Some(u) = rt.uart.as_mut().filter(|u| u.console == id)
                 && let Some(mux) = MUX.lock().as_mut()
             {
                 let _ = mux.feed(id, &mut u.dev);
-                update_uart_line(dom, &mut rt);
+                update_uart_line(&mut rt, &mut after);
             }
+            drop(rt);
+            kick_bits(dom, after.kicks);
         }
     }
 }
@@ -752,31 +921,36 @@ pub fn route_device_irqs() {
     let (Some(domains), Some(gic)) = (DOMAINS.get(), GIC.get()) else {
         return;
     };
-    for dom in domains {
+    for (d, dom) in domains.iter().enumerate() {
         let Some(&p) = dom.vcpu_pcpu.first() else {
             continue;
         };
         for &irq in &dom.devices.irqs {
+            if let (Some(slot), Ok(owner)) = (SPI_OWNER.get(irq as usize), u16::try_from(d + 1)) {
+                slot.store(owner, Ordering::Relaxed);
+            }
             gic.enable(irq, p, None);
         }
     }
 }
 
-/// Forwards `irq` to the guest that owns it, if any: the virtual timer PPI
-/// to the vCPU running here, a passthrough SPI to its domain's vGIC. Both
-/// are hardware-mapped: the guest's deactivation completes them, so the
-/// caller must not deactivate them (returns `true`).
+/// Forwards `irq` to the guest that owns it, if any, when it did not
+/// interrupt that guest (it arrived while this pCPU idled or ran another
+/// domain): the virtual timer PPI to the vCPU assigned here, a passthrough
+/// SPI to its domain's vGIC. Both are hardware-mapped: the guest's
+/// deactivation completes them, so the caller must not deactivate them
+/// (returns `true`).
 pub fn forward_irq(irq: u32) -> bool {
     if irq == crate::gic::VTIMER_PPI {
-        let Some((dom, _, vcpu)) = current() else {
+        let Some(cur) = current() else {
             return false;
         };
-        return dom.rt.lock().vgic.inject(VcpuId(vcpu), irq).is_ok();
+        return cur.dom.rt.lock().vgic.inject(VcpuId(cur.vcpu), irq).is_ok();
     }
-    let Some(domains) = DOMAINS.get() else {
+    let Some(d) = spi_owner(irq) else {
         return false;
     };
-    let Some(dom) = domains.iter().find(|d| d.devices.irqs.contains(&irq)) else {
+    let Some(dom) = DOMAINS.get().and_then(|ds| ds.get(d)) else {
         return false;
     };
     let mut rt = dom.rt.lock();

@@ -5,8 +5,10 @@
 //! GICv2: `GICH_LR<n>`, `GICH_VTR`, `GICH_HCR` (IHI 0048B, 5.3).
 
 use super::{GIC, Gic};
+use crate::boot::MAX_CPUS;
 use crate::mmio::Mmio;
 use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
 use tessel_vgic::lr::{ListRegisters, LrState, decode_v2, decode_v3, encode_v2, encode_v3};
 
 /// GICH_HCR (IHI 0048B, 5.3.1).
@@ -90,19 +92,32 @@ pub enum HwLrs {
     },
 }
 
+/// Implemented list registers per pCPU, read once from ICH_VTR_EL2 or
+/// GICH_VTR (0 until then): every exit builds an [`HwLrs`].
+static COUNT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
 impl HwLrs {
     /// The list registers of the calling CPU, or `None` without a virtual
     /// interface.
+    #[inline]
     pub fn this_cpu() -> Option<Self> {
-        match GIC.get()? {
-            Gic::V3(_) => Some(HwLrs::V3 {
-                count: ((ich_vtr() & 0x1f) as usize + 1).min(MAX_LRS),
-            }),
-            Gic::V2(g) => {
-                let gich = g.gich()?;
-                let count = ((gich.read32(GICH_VTR) & 0x3f) as usize + 1).min(MAX_LRS);
-                Some(HwLrs::V2 { gich, count })
+        let gic = GIC.get()?;
+        let slot = COUNT.get(super::this_cpu())?;
+        let mut count = usize::from(slot.load(Ordering::Relaxed));
+        if count == 0 {
+            count = match gic {
+                Gic::V3(_) => (ich_vtr() & 0x1f) as usize + 1,
+                Gic::V2(g) => (g.gich()?.read32(GICH_VTR) & 0x3f) as usize + 1,
             }
+            .min(MAX_LRS);
+            slot.store(count as u8, Ordering::Relaxed);
+        }
+        match gic {
+            Gic::V3(_) => Some(HwLrs::V3 { count }),
+            Gic::V2(g) => Some(HwLrs::V2 {
+                gich: g.gich()?,
+                count,
+            }),
         }
     }
 }
