@@ -397,6 +397,21 @@ fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario
     })
 }
 
+/// The Tessel benchmark run, as `cargo xtask profile` traces it: the
+/// scenario, with the partial device tree written to `dir`.
+pub fn tessel_scenario(gic: Gic, guest: &Path, dir: &Path) -> Result<Scenario> {
+    let dts = dir.join("passthrough.dts");
+    let partial = dir.join("passthrough.dtb");
+    util::write(&dts, partial_dts())?;
+    util::run(
+        Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+            .arg(&partial)
+            .arg(&dts),
+    )?;
+    scenario(Hyp::Tessel, gic, guest, &partial)
+}
+
 /// Boots `image` under `sc` and reads the guest's report from the log.
 fn run_hypervisor(sc: &Scenario, image: &Path, dir: &Path) -> Outcome {
     let dtb = qemu::make_dtb(sc)?;
@@ -446,17 +461,9 @@ pub fn run(gic: Gic) -> Result<bool> {
         test_guest,
     } = build::all()?;
     let (xen, xen_version) = fetch_xen(&dir.join("xen"))?;
-    let dts = dir.join("passthrough.dts");
     let partial = dir.join("passthrough.dtb");
-    util::write(&dts, partial_dts())?;
-    util::run(
-        Command::new("dtc")
-            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-            .arg(&partial)
-            .arg(&dts),
-    )?;
     let native = run_native(gic, &test_guest, &dir);
-    let tessel = scenario(Hyp::Tessel, gic, &test_guest, &partial)
+    let tessel = tessel_scenario(gic, &test_guest, &dir)
         .and_then(|sc| run_hypervisor(&sc, &hypervisor, &dir));
     let xen_run = scenario(Hyp::Xen, gic, &test_guest, &partial)
         .and_then(|sc| run_hypervisor(&sc, &xen, &dir));

@@ -22,8 +22,9 @@ pub struct Images {
     pub test_guest: PathBuf,
 }
 
-/// `rust-objcopy` from the toolchain's llvm-tools, or an objcopy on PATH.
-fn objcopy() -> Result<PathBuf> {
+/// A tool from the toolchain's llvm-tools component (`llvm-nm`,
+/// `rust-objcopy`, ...), if installed.
+pub fn llvm_tool(name: &str) -> Result<PathBuf> {
     let sysroot = util::run(Command::new("rustc").args(["--print", "sysroot"]))?;
     let vv = util::run(Command::new("rustc").arg("-vV"))?;
     let host = vv
@@ -33,9 +34,20 @@ fn objcopy() -> Result<PathBuf> {
     let candidate = Path::new(sysroot.trim())
         .join("lib/rustlib")
         .join(host)
-        .join("bin/rust-objcopy");
+        .join("bin")
+        .join(name);
     if candidate.exists() {
         return Ok(candidate);
+    }
+    Err(format!(
+        "no {name} in the toolchain: run `rustup component add llvm-tools`"
+    ))
+}
+
+/// `rust-objcopy` from the toolchain's llvm-tools, or an objcopy on PATH.
+fn objcopy() -> Result<PathBuf> {
+    if let Ok(tool) = llvm_tool("rust-objcopy") {
+        return Ok(tool);
     }
     for name in ["rust-objcopy", "llvm-objcopy", "aarch64-linux-gnu-objcopy"] {
         if Command::new(name).arg("--version").output().is_ok() {
@@ -78,12 +90,17 @@ fn to_binary(elf: &Path, out: &Path) -> Result<()> {
     check_image_header(out)
 }
 
+/// The hypervisor ELF (with symbols) that `target/tessel.bin` comes from.
+pub fn hypervisor_elf() -> PathBuf {
+    util::cargo_target_dir()
+        .join(HYP_TARGET)
+        .join("release/tessel")
+}
+
 /// Builds the hypervisor only.
 pub fn hypervisor() -> Result<PathBuf> {
     cargo_build("tessel-hypervisor", HYP_TARGET, &[])?;
-    let elf = util::cargo_target_dir()
-        .join(HYP_TARGET)
-        .join("release/tessel");
+    let elf = hypervisor_elf();
     let out = util::artifacts().join("tessel.bin");
     util::mkdir(&util::artifacts())?;
     to_binary(&elf, &out)?;

@@ -11,6 +11,7 @@
 //! cargo xtask test                       cargo test (workspace), then both e2e suites, with a summary
 //! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
 //! cargo xtask bench [--gic v2|v3]        trap and interrupt costs: native, Tessel, Xen 4.17 (docs/performance.md)
+//! cargo xtask profile [--gic v2|v3]      Tessel's instructions per exit, by function (traced bench run)
 //! ```
 mod apt;
 mod bench;
@@ -18,6 +19,7 @@ mod build;
 mod e2e;
 mod e2e_linux;
 mod linux;
+mod profile;
 mod qemu;
 mod scenario;
 mod util;
@@ -113,7 +115,8 @@ fn test_all(o: &Options) -> Result<bool> {
 fn real_main(args: &[String]) -> Result<bool> {
     let Some((cmd, rest)) = args.split_first() else {
         return Err(
-            "usage: cargo xtask <build|run|dtb|e2e|test|fetch-linux|bench> [options]".into(),
+            "usage: cargo xtask <build|run|dtb|e2e|test|fetch-linux|bench|profile> [options]"
+                .into(),
         );
     };
     let o = parse_options(rest)?;
@@ -148,6 +151,7 @@ fn real_main(args: &[String]) -> Result<bool> {
         }
         "test" => test_all(&o),
         "bench" => bench::run(o.gic.unwrap_or(Gic::V3)),
+        "profile" => profile::run(o.gic.unwrap_or(Gic::V3)),
         "fetch-linux" => fetch_linux().map(|_| true),
         other => Err(format!("unknown command {other}")),
     }
