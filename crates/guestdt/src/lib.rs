@@ -695,15 +695,25 @@ impl GuestDtSpec<'_> {
             Some(dt) => Some(analyse_partial(dt)?),
             None => None,
         };
+        let mut w = FdtWriter::new();
+        self.write_tree(&mut w, parts.as_ref())?;
+        Ok(w.finish_with_limit(max.min(MAX_DTB_SIZE))?)
+    }
+
+    /// Writes the whole tree into `w`. Only the writer can fail from here
+    /// on, so its error is converted once, by the caller.
+    fn write_tree(
+        &self,
+        w: &mut FdtWriter,
+        parts: Option<&PartialParts<'_, '_>>,
+    ) -> Result<(), FdtError> {
         let gic_phandle = parts
-            .as_ref()
             .and_then(|p| p.gic_phandle)
             .filter(|p| *p != 0)
             .unwrap_or(GUEST_PHANDLE_GIC);
         let uart_path = self.uart_path();
         let ncpus = self.cpus.len();
 
-        let mut w = FdtWriter::new();
         // reg of the boot CPU; Aff3 does not fit the 32-bit header field and
         // arm64 Linux ignores it anyway.
         w.set_boot_cpuid_phys(self.cpus.first().map_or(0, |m| *m as u32));
@@ -730,7 +740,7 @@ impl GuestDtSpec<'_> {
         w.end_node()?;
 
         // /aliases: the partial DT's entries, plus serial0 unless it sets one.
-        let partial_aliases = parts.as_ref().and_then(|p| p.aliases);
+        let partial_aliases = parts.and_then(|p| p.aliases);
         let has_serial0 = partial_aliases.is_some_and(|a| a.prop("serial0").is_some());
         if partial_aliases.is_some() || uart_path.is_some() {
             w.begin_node("aliases")?;
@@ -742,7 +752,7 @@ impl GuestDtSpec<'_> {
                     w.property(p.name, p.value)?;
                 }
                 for c in &a.children {
-                    copy_node(&mut w, c, false)?;
+                    copy_node(w, c, false)?;
                 }
             }
             w.end_node()?;
@@ -872,12 +882,11 @@ impl GuestDtSpec<'_> {
         }
 
         // Passed-through devices.
-        if let Some(p) = parts.as_ref().and_then(|p| p.passthrough) {
-            copy_node(&mut w, p, true)?;
+        if let Some(p) = parts.and_then(|p| p.passthrough) {
+            copy_node(w, p, true)?;
         }
 
-        w.end_node()?;
-        Ok(w.finish_with_limit(max.min(MAX_DTB_SIZE))?)
+        w.end_node()
     }
 }
 
