@@ -263,7 +263,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         let vmid = u16::try_from(self.next_vmid)
             .ok()
             .filter(|&v| v <= max)
-            .ok_or(err(None, K::NoVmid { max }))?;
+            .ok_or_else(|| err(None, K::NoVmid { max }))?;
 
         Ok(DomainPlan {
             name: String::from(name),
@@ -322,8 +322,13 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         if !cfg.direct_map {
             return Ok(Some(Vpl011Config::VIRTUAL));
         }
-        let uart = self.boot.host.console.as_ref().ok_or(err(K::NoHostUart))?;
-        let irq = uart.intid.ok_or(err(K::NoHostUart))?;
+        let uart = self
+            .boot
+            .host
+            .console
+            .as_ref()
+            .ok_or_else(|| err(K::NoHostUart))?;
+        let irq = uart.intid.ok_or_else(|| err(K::NoHostUart))?;
         Vpl011Config::direct_mapped(uart.mmio, irq)
             .map(Some)
             .map_err(|e| err(K::Uart(e)))
@@ -342,9 +347,9 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
                 tessel_vgic::GicVersion::V2,
                 HostGic::V2 {
                     gicd: gic.gicd.start,
-                    gicc: gic.gicc.ok_or(frame("CPU interface"))?.start,
+                    gicc: gic.gicc.ok_or_else(|| frame("CPU interface"))?.start,
                 },
-                Some(gic.gicv.ok_or(frame("virtual CPU interface"))?),
+                Some(gic.gicv.ok_or_else(|| frame("virtual CPU interface"))?),
             ),
             tessel_config::GicVersion::V3 => (
                 tessel_vgic::GicVersion::V3,
@@ -501,11 +506,13 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         let kernel = self.module(name, knode, cfg.kernel.range)?;
         let initrd_len = cfg.ramdisk.as_ref().map(|r| r.range.size);
         let banks = ram.guest_banks();
-        let bank0 = *banks.first().ok_or(BuildError::new(
-            name,
-            Some("memory"),
-            K::Ram(tessel_static_mem::LayoutError::NoBanks),
-        ))?;
+        let bank0 = *banks.first().ok_or_else(|| {
+            BuildError::new(
+                name,
+                Some("memory"),
+                K::Ram(tessel_static_mem::LayoutError::NoBanks),
+            )
+        })?;
         let host = |r: GuestRange| host_range(ram, r).map_err(|k| BuildError::new(name, None, k));
         let mut copies = Vec::new();
         let boot = match tessel_loader::probe(kernel) {

@@ -315,7 +315,7 @@ fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Confi
     let regs = decode_reg(dt, n, "reg", cells).map_err(e)?;
     let &(a, s) = regs
         .first()
-        .ok_or(e(ErrorKind::Cells(tessel_addr::cells::CellError::Empty)))?;
+        .ok_or_else(|| e(ErrorKind::Cells(tessel_addr::cells::CellError::Empty)))?;
     checked_range(a, s).map_err(e)
 }
 
@@ -456,7 +456,7 @@ fn parse_domain(
     // memory: a 64-bit KiB count, exactly two cells.
     let mem = dt
         .prop(d, "memory")
-        .ok_or(e("memory", ErrorKind::Missing))?;
+        .ok_or_else(|| e("memory", ErrorKind::Missing))?;
     let memory_kib = match mem {
         [a, b, c, dd, e5, f, g, h] => u64::from_be_bytes([*a, *b, *c, *dd, *e5, *f, *g, *h]),
         _ => {
@@ -491,7 +491,7 @@ fn parse_domain(
         GicVersion::V2 => MAX_VCPUS_GICV2,
         GicVersion::V3 => MAX_VCPUS,
     };
-    let cpus = u32_prop(dt, d, name, "cpus")?.ok_or(e("cpus", ErrorKind::Missing))?;
+    let cpus = u32_prop(dt, d, name, "cpus")?.ok_or_else(|| e("cpus", ErrorKind::Missing))?;
     if cpus == 0 || cpus > max_vcpus {
         return Err(e(
             "cpus",
@@ -622,11 +622,13 @@ fn parse_domain(
             bootargs,
         });
     }
-    let kernel = kernel.ok_or(ConfigError::new(
-        name,
-        None,
-        ErrorKind::NoDevice("kernel module (compatible \"multiboot,kernel\")"),
-    ))?;
+    let kernel = kernel.ok_or_else(|| {
+        ConfigError::new(
+            name,
+            None,
+            ErrorKind::NoDevice("kernel module (compatible \"multiboot,kernel\")"),
+        )
+    })?;
     if node_bootargs.is_some() {
         warnings.push(Warning::new(
             name,
@@ -792,8 +794,8 @@ fn parse_vcpu(
     cpus: u32,
     host: &HostPlatform,
 ) -> Result<VcpuAffinity, ConfigError> {
-    let id =
-        u32_prop(dt, c, sub, "id")?.ok_or(ConfigError::new(sub, Some("id"), ErrorKind::Missing))?;
+    let id = u32_prop(dt, c, sub, "id")?
+        .ok_or_else(|| ConfigError::new(sub, Some("id"), ErrorKind::Missing))?;
     if id >= cpus {
         return Err(ConfigError::new(
             sub,

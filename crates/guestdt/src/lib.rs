@@ -64,7 +64,6 @@ extern crate alloc;
 pub mod reader;
 pub mod writer;
 
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -403,7 +402,7 @@ fn collect_phandles(
     node: &Node<'_>,
     path: &str,
     max_check: bool,
-    seen: &mut BTreeSet<u32>,
+    seen: &mut Vec<u32>,
     dup_check: bool,
 ) -> Result<(), PartialDtError> {
     if let Some(ph) = node.phandle(path)? {
@@ -413,7 +412,7 @@ fn collect_phandles(
                 phandle: ph,
             });
         }
-        if dup_check && !seen.insert(ph) {
+        if dup_check && !insert_new(seen, ph) {
             return Err(PartialDtError::DuplicatePhandle {
                 node: String::from(path),
                 phandle: ph,
@@ -430,7 +429,7 @@ fn collect_phandles(
 fn check_interrupt_parents(
     node: &Node<'_>,
     path: &str,
-    known: &BTreeSet<u32>,
+    known: &[u32],
 ) -> Result<(), PartialDtError> {
     if let Some(p) = node.prop("interrupt-parent") {
         let ph = <[u8; 4]>::try_from(p.value)
@@ -449,6 +448,15 @@ fn check_interrupt_parents(
     Ok(())
 }
 
+/// Adds `v` to the set `set` (a short list); false if it was there.
+fn insert_new<T: PartialEq>(set: &mut Vec<T>, v: T) -> bool {
+    if set.contains(&v) {
+        return false;
+    }
+    set.push(v);
+    true
+}
+
 fn join_path(parent: &str, name: &str) -> String {
     if parent == "/" {
         format!("/{name}")
@@ -459,7 +467,7 @@ fn join_path(parent: &str, name: &str) -> String {
 
 fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>, PartialDtError> {
     // Every phandle in the whole partial DT must stay below the reserved range.
-    let mut all = BTreeSet::new();
+    let mut all = Vec::new();
     collect_phandles(&dt.root, "/", true, &mut all, false)?;
 
     let gic = dt.root.child("gic");
@@ -470,9 +478,9 @@ fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>
         None => None,
     };
     // Phandles that will exist in the guest must be unique.
-    let mut copied = BTreeSet::new();
+    let mut copied = Vec::new();
     if let Some(ph) = gic_phandle {
-        copied.insert(ph);
+        copied.push(ph);
     }
     for (node, path) in [(aliases, "/aliases"), (passthrough, "/passthrough")] {
         if let Some(n) = node {
@@ -481,7 +489,7 @@ fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>
     }
     // interrupt-parent inside /passthrough must reach a node the guest has.
     let mut known = copied;
-    known.insert(gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
+    insert_new(&mut known, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
     if let Some(p) = passthrough {
         check_interrupt_parents(p, "/passthrough", &known)?;
     }
@@ -531,12 +539,12 @@ impl GuestDtSpec<'_> {
         if self.cpus.is_empty() {
             return Err(GuestDtError::NoCpus);
         }
-        let mut seen = BTreeSet::new();
+        let mut seen = Vec::new();
         for &m in &self.cpus {
             if m & !MPIDR_AFFINITY_MASK != 0 {
                 return Err(GuestDtError::BadMpidr(m));
             }
-            if !seen.insert(m) {
+            if !insert_new(&mut seen, m) {
                 return Err(GuestDtError::DuplicateCpu(m));
             }
         }
@@ -687,15 +695,25 @@ impl GuestDtSpec<'_> {
             Some(dt) => Some(analyse_partial(dt)?),
             None => None,
         };
+        let mut w = FdtWriter::new();
+        self.write_tree(&mut w, parts.as_ref())?;
+        Ok(w.finish_with_limit(max.min(MAX_DTB_SIZE))?)
+    }
+
+    /// Writes the whole tree into `w`. Only the writer can fail from here
+    /// on, so its error is converted once, by the caller.
+    fn write_tree(
+        &self,
+        w: &mut FdtWriter,
+        parts: Option<&PartialParts<'_, '_>>,
+    ) -> Result<(), FdtError> {
         let gic_phandle = parts
-            .as_ref()
             .and_then(|p| p.gic_phandle)
             .filter(|p| *p != 0)
             .unwrap_or(GUEST_PHANDLE_GIC);
         let uart_path = self.uart_path();
         let ncpus = self.cpus.len();
 
-        let mut w = FdtWriter::new();
         // reg of the boot CPU; Aff3 does not fit the 32-bit header field and
         // arm64 Linux ignores it anyway.
         w.set_boot_cpuid_phys(self.cpus.first().map_or(0, |m| *m as u32));
@@ -722,7 +740,7 @@ impl GuestDtSpec<'_> {
         w.end_node()?;
 
         // /aliases: the partial DT's entries, plus serial0 unless it sets one.
-        let partial_aliases = parts.as_ref().and_then(|p| p.aliases);
+        let partial_aliases = parts.and_then(|p| p.aliases);
         let has_serial0 = partial_aliases.is_some_and(|a| a.prop("serial0").is_some());
         if partial_aliases.is_some() || uart_path.is_some() {
             w.begin_node("aliases")?;
@@ -734,7 +752,7 @@ impl GuestDtSpec<'_> {
                     w.property(p.name, p.value)?;
                 }
                 for c in &a.children {
-                    copy_node(&mut w, c, false)?;
+                    copy_node(w, c, false)?;
                 }
             }
             w.end_node()?;
@@ -864,12 +882,11 @@ impl GuestDtSpec<'_> {
         }
 
         // Passed-through devices.
-        if let Some(p) = parts.as_ref().and_then(|p| p.passthrough) {
-            copy_node(&mut w, p, true)?;
+        if let Some(p) = parts.and_then(|p| p.passthrough) {
+            copy_node(w, p, true)?;
         }
 
-        w.end_node()?;
-        Ok(w.finish_with_limit(max.min(MAX_DTB_SIZE))?)
+        w.end_node()
     }
 }
 

@@ -24,7 +24,6 @@
 //! # Ok::<(), tessel_guestdt::writer::FdtError>(())
 //! ```
 
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -148,7 +147,6 @@ struct OpenNode {
 pub struct FdtWriter {
     structure: Vec<u8>,
     strings: Vec<u8>,
-    string_offsets: BTreeMap<String, u32>,
     mem_reserve: Vec<(u64, u64)>,
     stack: Vec<OpenNode>,
     root_done: bool,
@@ -269,15 +267,24 @@ impl FdtWriter {
     }
 
     fn string_offset(&mut self, name: &str) -> u32 {
-        if let Some(off) = self.string_offsets.get(name) {
-            return *off;
+        // A name already in the strings block is reused. The block is a few
+        // hundred bytes, so a scan costs less image than a map.
+        let mut start = 0;
+        while start < self.strings.len() {
+            let len = self.strings[start..]
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(self.strings.len() - start);
+            if &self.strings[start..start + len] == name.as_bytes() {
+                return u32::try_from(start).unwrap_or(u32::MAX);
+            }
+            start += len + 1;
         }
         // The strings block is bounded by the total-size check in `finish`;
         // a saturated offset there is caught as TooLarge.
         let off = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
         self.strings.extend_from_slice(name.as_bytes());
         self.strings.push(0);
-        self.string_offsets.insert(name.to_string(), off);
         off
     }
 

@@ -219,7 +219,7 @@ fn parse_devices(
         out.irqs.extend(dev.irqs.iter().copied());
         out.devices.push(dev.node.clone());
     }
-    out.irqs.sort_unstable();
+    tessel_addr::sort_small(&mut out.irqs);
     out.irqs.dedup();
     Ok((out, devices))
 }

@@ -103,7 +103,7 @@ impl HostMemory {
         if sorted.is_empty() {
             return Err(RamError::NoRam);
         }
-        sorted.sort();
+        tessel_addr::sort_small(&mut sorted);
         // Merge adjacent ranges so a bank spanning two touching /memory
         // entries counts as inside RAM.
         let mut merged: Vec<HostRange> = Vec::with_capacity(sorted.len());
@@ -400,7 +400,7 @@ impl HostMemory {
                 )
             })
             .collect();
-        blockers.sort_unstable();
+        tessel_addr::sort_small(&mut blockers);
         let mut free = Vec::new();
         for ram in &self.ram {
             let ram_end = u128::from(ram.start.0) + u128::from(ram.size);
