@@ -400,10 +400,12 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
             }
             _ => inject_undef(frame),
         },
-        other => {
+        _ => {
             after.deferred = Deferred::Stop(StopReason::Faulted(format!(
-                "vCPU{}: unexpected exception {other:?} at {:#x}",
-                cur.vcpu, frame.elr
+                "vCPU{}: unexpected exception (ESR_EL2 {esr_val:#x}, class {:#x}) at {:#x}",
+                cur.vcpu,
+                esr_val >> 26,
+                frame.elr
             )));
         }
     }
@@ -458,7 +460,11 @@ fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, mut after: After) 
 /// The uncommon tail of [`finish_exit`].
 #[inline(never)]
 fn finish_slow(cur: Current, after: After, stopped: bool) {
-    kick_bits(cur.dom, after.kicks);
+    // This vCPU is about to see its list registers anyway.
+    let own = 1u128.checked_shl(cur.vcpu as u32).unwrap_or(0);
+    if after.kicks & !own != 0 {
+        kick_bits(cur.dom, after.kicks & !own);
+    }
     match after.deferred {
         Deferred::None => {}
         Deferred::Fault(f) => report_fault(cur.dom, &f),
@@ -613,7 +619,7 @@ impl core::fmt::Display for MmioFault {
             Self::Uart(e) => write!(f, "{e}"),
             Self::Vgic(e) => write!(f, "vGIC: {e}"),
             Self::NotEmulated { far, why } => {
-                write!(f, "data abort at {far:#x} not emulated: {why:?}")
+                write!(f, "data abort at {far:#x} not emulated: {why}")
             }
         }
     }
