@@ -49,6 +49,13 @@ fn esr_far() -> (u64, u64) {
 /// Called by the vectors with the slot number and the saved frame.
 #[unsafe(no_mangle)]
 extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
+    // The common cases first, one comparison each.
+    if kind == kind::LOWER_SYNC {
+        return crate::vcpu::handle_guest_sync(frame);
+    }
+    if kind == kind::LOWER_IRQ {
+        return crate::vcpu::handle_guest_irq();
+    }
     match kind {
         kind::CURRENT_IRQ => {
             if let Some(gic) = GIC.get() {
