@@ -345,8 +345,14 @@ enum Deferred {
 }
 
 impl After {
-    fn kick(&mut self, k: Kicks) {
-        self.kicks |= k.bits();
+    /// Adds `k` to the vCPUs to kick, leaving out `own`: the vCPU that
+    /// exited refreshes its list registers before it resumes anyway.
+    fn kick(&mut self, k: Kicks, own: usize) {
+        let mut bits = k.bits();
+        if own < 128 {
+            bits &= !(1u128 << own);
+        }
+        self.kicks |= bits;
     }
 }
 
@@ -393,7 +399,7 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
                 match rt.vgic.sysreg_sgi(VcpuId(cur.vcpu), which, value) {
                     Ok(kicks) => {
                         frame.elr += 4;
-                        after.kick(kicks);
+                        after.kick(kicks, cur.vcpu);
                     }
                     Err(_) => inject_undef(frame),
                 }
@@ -435,7 +441,8 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
     if let Some(mut lrs) = HwLrs::this_cpu() {
         let _ = rt.vgic.refresh(VcpuId(vcpu), &mut lrs);
-        after.kick(rt.vgic.take_kicks());
+        // Folds only ever hand interrupts to other vCPUs.
+        after.kicks |= rt.vgic.take_kicks().bits();
     }
 }
 
@@ -460,11 +467,7 @@ fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, mut after: After) 
 /// The uncommon tail of [`finish_exit`].
 #[inline(never)]
 fn finish_slow(cur: Current, after: After, stopped: bool) {
-    // This vCPU is about to see its list registers anyway.
-    let own = 1u128.checked_shl(cur.vcpu as u32).unwrap_or(0);
-    if after.kicks & !own != 0 {
-        kick_bits(cur.dom, after.kicks & !own);
-    }
+    kick_bits(cur.dom, after.kicks);
     match after.deferred {
         Deferred::None => {}
         Deferred::Fault(f) => report_fault(cur.dom, &f),
@@ -508,8 +511,9 @@ fn kick_bits(dom: &Domain, mut bits: u128) {
     }
 }
 
-/// Passes a change of the vPL011's interrupt output to the vGIC.
-fn update_uart_line(rt: &mut DomainRt, after: &mut After) {
+/// Passes a change of the vPL011's interrupt output to the vGIC (`own`:
+/// the vCPU that exited, if any, which needs no kick).
+fn update_uart_line(rt: &mut DomainRt, after: &mut After, own: usize) {
     let Some(u) = rt.uart.as_ref() else { return };
     let level = u.dev.irq_level();
     if level == rt.uart_line {
@@ -520,7 +524,7 @@ fn update_uart_line(rt: &mut DomainRt, after: &mut After) {
     if let Ok(Some(v)) = rt.vgic.set_line(VcpuId(0), spi, level) {
         let mut k = Kicks::NONE;
         k.add(v);
-        after.kick(k);
+        after.kick(k, own);
     }
 }
 
@@ -658,7 +662,7 @@ fn mmio(
                 let _ = mux.feed(id, &mut u.dev);
             }
         }
-        update_uart_line(rt, after);
+        update_uart_line(rt, after, cur.vcpu);
         return Ok(());
     }
     let in_vgic = rt.vgic.regions().iter().any(|r| {
@@ -677,7 +681,7 @@ fn mmio(
             .vgic
             .mmio_write(vcpu, a.ipa, a.size, v)
             .map_err(MmioFault::Vgic)?;
-        after.kick(kicks);
+        after.kick(kicks, cur.vcpu);
     } else {
         let raw = rt
             .vgic
@@ -874,7 +878,7 @@ fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut
         Ok(target) => {
             let mut k = Kicks::NONE;
             k.add_opt(target);
-            after.kick(k);
+            after.kick(k, cur.vcpu);
             true
         }
         Err(_) => false,
@@ -913,7 +917,7 @@ pub fn console_input() {
                 && let Some(mux) = MUX.lock().as_mut()
             {
                 let _ = mux.feed(id, &mut u.dev);
-                update_uart_line(&mut rt, &mut after);
+                update_uart_line(&mut rt, &mut after, usize::MAX);
             }
             drop(rt);
             kick_bits(dom, after.kicks);
