@@ -10,7 +10,7 @@ use tessel_addr::{AccessSize, Address, GuestPhysAddr};
 use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicConfig, VgicLayout};
 use crate::lr::{ListRegisters, LrState, LrStatus};
 use crate::regs::*;
-use crate::state::{Backend, IrqState, IrqView, Status};
+use crate::state::{Backend, Dynamic, IrqState, IrqView, Status};
 use crate::{
     GicVersion, Kicks, MmioRegion, NR_PRIVATE, PPI_BASE, SPI_BASE, SgiRegister, VcpuId, VgicError,
     VirtualGic,
@@ -884,10 +884,14 @@ impl<B: Backend> Emulator<B> {
                     // (IHI 0048B 4.3.7).
                     Field::SetPending if f != 0 && !v2_sgi => self.latch(v, intid),
                     Field::ClearPending if f != 0 && !v2_sgi => {
-                        self.modify(v, intid, &|s| s.pending_latch = false)
+                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::PENDING))
                     }
-                    Field::SetActive if f != 0 => self.modify(v, intid, &|s| s.active = true),
-                    Field::ClearActive if f != 0 => self.modify(v, intid, &|s| s.active = false),
+                    Field::SetActive if f != 0 => {
+                        self.modify_dyn(v, intid, &|d| d.status.insert(Status::ACTIVE))
+                    }
+                    Field::ClearActive if f != 0 => {
+                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::ACTIVE))
+                    }
                     Field::Priority => self.modify(v, intid, &|s| s.priority = f as u8),
                     Field::Targets if intid >= SPI_BASE => {
                         let mask = f & vcpu_mask;
@@ -947,13 +951,7 @@ impl<B: Backend> Emulator<B> {
                 let src = bank.accessor;
                 for t in 0..self.cfg.nr_vcpus {
                     if targets & (1 << t) != 0 {
-                        let k = self.modify(t, intid, &|s| {
-                            if s.in_lr && s.lr_source as usize == src {
-                                s.relatched = true;
-                            }
-                            s.sgi_sources |= 1 << src;
-                        });
-                        kicks.add_opt(k);
+                        kicks.add_opt(self.send_v2_sgi(t, intid, src));
                     }
                 }
                 Ok(kicks)
@@ -970,11 +968,11 @@ impl<B: Backend> Emulator<B> {
                     if b == 0 {
                         continue;
                     }
-                    let k = self.modify(bank.accessor, (sgi0 + i) as u32, &|s| {
+                    let k = self.modify_dyn(bank.accessor, (sgi0 + i) as u32, &|d| {
                         if set {
-                            s.sgi_sources |= b;
+                            d.sgi_sources |= b;
                         } else {
-                            s.sgi_sources &= !b;
+                            d.sgi_sources &= !b;
                         }
                     });
                     kicks.add_opt(k);
@@ -1134,47 +1132,103 @@ impl<B: Backend> Emulator<B> {
         self.latch(target, intid)
     }
 
+    /// Sets the level of `intid`'s line.
+    fn set_line_level(&mut self, v: usize, intid: u32, level: bool) -> Option<VcpuId> {
+        self.modify_dyn(v, intid, &|d| d.status.set(Status::LINE, level))
+    }
+
     /// Latches `intid` pending on `v` (an edge, a GICv3 SGI, an `ISPENDR`
-    /// write): [`modify`](Self::modify) with only the dynamic state
-    /// changing, so without the full load and store.
-    #[inline]
+    /// write); a new event while it sits in a list register is carried by
+    /// the relatch bit.
     fn latch(&mut self, v: usize, intid: u32) -> Option<VcpuId> {
-        if !B::DIRECT || self.is_v2_sgi(intid) {
+        self.modify_dynamic(v, intid, |d| {
+            if d.status.contains(Status::IN_LR) {
+                d.status.insert(Status::RELATCHED);
+            }
+            d.status.insert(Status::PENDING);
+        })
+    }
+
+    /// A GICv2 SGI from CPU `src` to `v`: pending per source; a new request
+    /// from the source whose instance sits in a list register is carried
+    /// by the relatch bit.
+    fn send_v2_sgi(&mut self, v: usize, intid: u32, src: usize) -> Option<VcpuId> {
+        self.modify_dynamic(v, intid, |d| {
+            if d.status.contains(Status::IN_LR) && usize::from(d.lr_source) == src {
+                d.status.insert(Status::RELATCHED);
+            }
+            d.sgi_sources |= 1 << src;
+        })
+    }
+
+    /// [`modify_dynamic`](Self::modify_dynamic) for register writes.
+    fn modify_dyn(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut Dynamic)) -> Option<VcpuId> {
+        self.modify_dynamic(v, intid, f)
+    }
+
+    /// [`modify`](Self::modify) for a change `f` confined to the dynamic
+    /// state (pending, active, line, SGI sources): the same effect and
+    /// answer, through one [`Backend::update`] instead of a full load and
+    /// store.
+    ///
+    /// Generic so that the hot senders ([`latch`](Self::latch), GICv2
+    /// SGIs) get the change inlined; the others share one instance through
+    /// [`modify_dyn`](Self::modify_dyn).
+    fn modify_dynamic(&mut self, v: usize, intid: u32, f: impl Fn(&mut Dynamic)) -> Option<VcpuId> {
+        if !B::DIRECT {
             return self.modify(v, intid, &|s| {
-                if s.in_lr {
-                    s.relatched = true;
-                }
-                s.pending_latch = true;
+                let mut d = Dynamic::of(s);
+                f(&mut d);
+                d.apply(s);
             });
         }
-        let (st, d) = self.backend.update(v, intid, |st| {
-            let mut d = st.dynamic;
-            d.status.insert(if st.has(Status::IN_LR) {
-                Status::PENDING | Status::RELATCHED
-            } else {
-                Status::PENDING
-            });
+        let mut changed = false;
+        let (old, d) = self.backend.update(v, intid, |st| {
+            let o = st.dynamic;
+            let mut d = o;
+            f(&mut d);
+            changed = d != o;
+            // As in `modify`: software clearing pending or changing active
+            // while the interrupt sits in a list register wins over that
+            // part of the list register at sync.
+            if changed && st.has(Status::IN_LR) {
+                if (o.status ^ d.status).contains(Status::ACTIVE) {
+                    d.status.insert(Status::ACTIVE_DIRTY);
+                }
+                if (o.status.contains(Status::PENDING) && !d.status.contains(Status::PENDING))
+                    || o.sgi_sources & !d.sgi_sources != 0
+                {
+                    d.status.insert(Status::PENDING_DIRTY);
+                }
+            }
             d
         });
-        if d == st.dynamic {
+        if !changed {
             return None;
         }
         self.generation = self.generation.wrapping_add(1);
         let owner = if intid < NR_PRIVATE {
             Some(VcpuId(v))
         } else {
-            st.target.map(|t| VcpuId(usize::from(t)))
+            old.target.map(|t| VcpuId(usize::from(t)))
         };
-        if st.has(Status::IN_LR) {
-            // The copy in a list register is stale (the pending or relatch
-            // bit changed): the vCPU holding it must exit to fold it.
-            return st.listed.map(|l| VcpuId(usize::from(l))).or(owner);
+        let delivery = Status::ACTIVE | Status::PENDING | Status::RELATCHED;
+        if old.has(Status::IN_LR)
+            && ((old.dynamic.status ^ d.status).intersects(delivery)
+                || old.dynamic.sgi_sources != d.sgi_sources)
+        {
+            // The copy in a list register is stale: the vCPU holding it
+            // must exit to fold it.
+            return old.listed.map(|l| VcpuId(usize::from(l))).or(owner);
         }
-        // Pending is all that changed: deliverable now if enabled and
-        // routed, newly so unless it was pending already.
-        let now = self.dist_enabled() && st.enabled && st.target.is_some();
-        let was = now && st.is_pending(false);
-        if now && !was { owner } else { None }
+        let v2_sgi = self.is_v2_sgi(intid);
+        let now = IrqView { dynamic: d, ..old };
+        let dist_en = self.dist_enabled();
+        if dist_en && now.deliverable(v2_sgi) && !old.deliverable(v2_sgi) {
+            owner
+        } else {
+            None
+        }
     }
 }
 
@@ -1302,13 +1356,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let v = self.check_vcpu(vcpu)?;
         self.check_intid(intid)?;
         if self.is_v2_sgi(intid) {
-            let src = v;
-            return Ok(self.modify(v, intid, &|s| {
-                if s.in_lr && usize::from(s.lr_source) == src {
-                    s.relatched = true;
-                }
-                s.sgi_sources |= 1 << src;
-            }));
+            return Ok(self.send_v2_sgi(v, intid, v));
         }
         Ok(self.latch(v, intid))
     }
@@ -1327,16 +1375,15 @@ impl<B: Backend> VirtualGic for Emulator<B> {
                 reason: "SGIs have no line",
             });
         }
-        let st = self.backend.load(v, intid);
+        let st = self.backend.view(v, intid);
         if st.edge || st.hw.is_some() {
             // Edge sources (and forwarded interrupts, whose level the
             // hardware tracks) latch on the rising edge.
-            let rising = level && !st.line_level;
-            self.modify(v, intid, &|s| s.line_level = level);
+            let rising = level && !st.has(Status::LINE);
+            self.set_line_level(v, intid, level);
             return Ok(if rising { self.latch(v, intid) } else { None });
         }
-        let k = self.modify(v, intid, &|s| s.line_level = level);
-        Ok(k)
+        Ok(self.set_line_level(v, intid, level))
     }
 
     fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
