@@ -7,17 +7,21 @@
 //!
 //! Properties: nothing panics; a second domain's vGIC (same model and
 //! version) is never affected; list registers only ever hold INTIDs the
-//! domain implements, each at most once per vCPU; and the two models agree
-//! on every MMIO read result for the same operation sequence.
+//! domain implements, each at most once per vCPU; the two models agree
+//! on every MMIO read result for the same operation sequence; and the
+//! classic model's direct paths agree with its generic ones
+//! (`state::Reference`) on every result and list register.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tessel_addr::{AccessSize, GuestPhysAddr};
 use tessel_vgic::config::{XEN_GICD_BASE, XEN_GICR_BASE};
+use tessel_vgic::classic::Classic;
+use tessel_vgic::state::Reference;
 use tessel_vgic::{
-    GicVersion, ListRegisters, LrState, LrStatus, Model, SgiRegister, VcpuId, Vgic, VgicConfig,
-    VgicLayout, VirtualGic,
+    Emulator, GicVersion, ListRegisters, LrState, LrStatus, Model, SgiRegister, VcpuId, Vgic,
+    VgicConfig, VgicLayout, VirtualGic,
 };
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -152,7 +156,7 @@ fn guest_acts(lrs: &mut Lrs, guest: [u8; 4]) {
     }
 }
 
-fn apply(g: &mut Vgic, op: Op, all_lrs: &mut [Lrs]) -> Option<u64> {
+fn apply<G: VirtualGic>(g: &mut G, op: Op, all_lrs: &mut [Lrs]) -> Option<u64> {
     let nr_intids = 32 + g.nr_spis() as u32;
     match op {
         Op::Read {
@@ -232,6 +236,7 @@ fuzz_target!(|input: Input| {
     );
     let mut classic = Vgic::new(Model::Classic, cfg.clone()).unwrap();
     let mut perirq = Vgic::new(Model::PerIrq, cfg.clone()).unwrap();
+    let mut reference = Emulator::<Reference<Classic>>::new(cfg.clone()).unwrap();
     let bystander = Vgic::new(Model::Classic, cfg.clone()).unwrap();
     let bystander2 = Vgic::new(Model::PerIrq, cfg).unwrap();
     let before = (bystander.state_digest(), bystander2.state_digest());
@@ -244,12 +249,24 @@ fuzz_target!(|input: Input| {
             })
             .collect()
     };
-    let (mut l1, mut l2) = (new_lrs(), new_lrs());
+    let (mut l1, mut l2, mut l3) = (new_lrs(), new_lrs(), new_lrs());
     for op in input.ops.iter().take(256) {
         let a = apply(&mut classic, *op, &mut l1);
         let b = apply(&mut perirq, *op, &mut l2);
         assert_eq!(a, b, "models disagree on {op:?}");
+        let c = apply(&mut reference, *op, &mut l3);
+        assert_eq!(a, c, "direct and generic paths disagree on {op:?}");
+        assert!(
+            l1.iter().zip(&l3).all(|(x, y)| x.regs == y.regs),
+            "direct and generic paths fill different LRs after {op:?}"
+        );
+        assert_eq!(classic.take_kicks(), reference.take_kicks());
     }
+    assert_eq!(
+        classic.state_digest(),
+        reference.state_digest(),
+        "direct and generic paths left different states"
+    );
     assert_eq!(
         (bystander.state_digest(), bystander2.state_digest()),
         before,

@@ -7,11 +7,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use bitflags::bitflags;
-
+use crate::NR_PRIVATE;
 use crate::emu::Emulator;
-use crate::state::{Backend, IrqState, order_key};
-use crate::{NR_PRIVATE, PPI_BASE};
+use crate::state::{Backend, Dynamic, IrqState, IrqView, Status, Update, queue_dest};
 
 /// A domain vGIC using the classic model.
 pub type ClassicVgic = Emulator<Classic>;
@@ -31,34 +29,19 @@ struct Rank {
     target: [Option<u16>; 32],
 }
 
-bitflags! {
-    /// Dynamic status bits of an interrupt (after Xen's `GIC_IRQ_GUEST_*`).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    struct Status: u8 {
-        /// Pending latch set.
-        const QUEUED = 1 << 0;
-        /// Active in the guest.
-        const ACTIVE = 1 << 1;
-        /// Held in a list register.
-        const VISIBLE = 1 << 2;
-        /// Level-sensitive line asserted.
-        const LINE = 1 << 3;
-        /// Re-triggered while visible.
-        const RELATCHED = 1 << 4;
-        /// Pending cleared by software while visible.
-        const PENDING_DIRTY = 1 << 5;
-        /// Active changed by software while visible.
-        const ACTIVE_DIRTY = 1 << 6;
+impl Rank {
+    /// Whether interrupt `i` of the rank is edge-triggered.
+    #[inline]
+    fn edge(&self, i: usize) -> bool {
+        self.icfg.get(i / 16).copied().unwrap_or(0) & (2 << ((i % 16) * 2)) != 0
     }
 }
 
 /// Dynamic state of one interrupt (Xen's `pending_irq`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 struct PendingIrq {
-    status: Status,
+    dynamic: Dynamic,
     hw: Option<u32>,
-    sgi_sources: u8,
-    lr_source: u8,
     /// The vCPU whose inflight list holds it.
     inflight_on: Option<u16>,
 }
@@ -84,6 +67,7 @@ pub struct Classic {
 }
 
 impl Classic {
+    #[inline]
     fn parts(&self, vcpu: usize, intid: u32) -> Option<(&Rank, &PendingIrq)> {
         let i = (intid % 32) as usize;
         if intid < NR_PRIVATE {
@@ -95,6 +79,7 @@ impl Classic {
         }
     }
 
+    #[inline]
     fn parts_mut(&mut self, vcpu: usize, intid: u32) -> Option<(&mut Rank, &mut PendingIrq)> {
         let i = (intid % 32) as usize;
         if intid < NR_PRIVATE {
@@ -106,12 +91,13 @@ impl Classic {
         }
     }
 
-    /// The delivery order key of `intid` (see [`order_key`]), read straight
-    /// from its rank and status instead of through a full [`Backend::load`].
+    /// The delivery order key of `intid` (see [`crate::state`]'s
+    /// `order_key`), read straight from its rank and status.
+    #[inline]
     fn key(&self, vcpu: usize, intid: u32) -> (bool, u8, u32) {
         match self.parts(vcpu, intid) {
             Some((r, p)) => (
-                !p.status.contains(Status::ACTIVE),
+                !p.dynamic.status.contains(Status::ACTIVE),
                 r.priority.get((intid % 32) as usize).copied().unwrap_or(0),
                 intid,
             ),
@@ -141,6 +127,36 @@ impl Classic {
             c.inflight.insert(pos, intid);
         }
     }
+
+    /// The view of `intid` from its rank and record.
+    #[inline]
+    fn view_of(r: &Rank, p: &PendingIrq, intid: u32) -> IrqView {
+        let i = (intid % 32) as usize;
+        IrqView {
+            dynamic: p.dynamic,
+            enabled: r.ienable & (1 << i) != 0,
+            edge: r.edge(i),
+            priority: r.priority.get(i).copied().unwrap_or(0),
+            hw: p.hw,
+            target: r.target.get(i).copied().flatten(),
+            listed: p.inflight_on,
+        }
+    }
+
+    /// Moves `intid` from the list of `cur` to the list of `dest` (either
+    /// may be none), at its place in delivery order.
+    #[inline(never)]
+    fn move_to(&mut self, vcpu: usize, intid: u32, cur: Option<usize>, dest: Option<usize>) {
+        if let Some(c) = cur {
+            self.remove_from(c, intid);
+        }
+        if let Some((_, p)) = self.parts_mut(vcpu, intid) {
+            p.inflight_on = dest.and_then(|d| u16::try_from(d).ok());
+        }
+        if let Some(d) = dest {
+            self.insert_sorted(d, intid);
+        }
+    }
 }
 
 impl Backend for Classic {
@@ -166,29 +182,22 @@ impl Backend for Classic {
             return IrqState::default();
         };
         let i = (intid % 32) as usize;
-        let word = r.icfg.get(i / 16).copied().unwrap_or(0);
-        IrqState {
+        let mut st = IrqState {
             enabled: r.ienable & (1 << i) != 0,
-            pending_latch: p.status.contains(Status::QUEUED),
-            line_level: p.status.contains(Status::LINE),
-            active: p.status.contains(Status::ACTIVE),
-            edge: word & (2 << ((i % 16) * 2)) != 0,
+            edge: r.edge(i),
             priority: r.priority.get(i).copied().unwrap_or(0),
             hw: p.hw,
             route: r.route.get(i).copied().unwrap_or(0),
             target: r.target.get(i).copied().flatten(),
-            sgi_sources: p.sgi_sources,
-            lr_source: p.lr_source,
-            in_lr: p.status.contains(Status::VISIBLE),
-            relatched: p.status.contains(Status::RELATCHED),
-            sw_pending_dirty: p.status.contains(Status::PENDING_DIRTY),
-            sw_active_dirty: p.status.contains(Status::ACTIVE_DIRTY),
-        }
+            ..IrqState::default()
+        };
+        p.dynamic.apply(&mut st);
+        st
     }
 
     fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
         let old_key = self.key(vcpu, intid);
-        let v2_sgi = self.v2 && intid < PPI_BASE;
+        let v2 = self.v2;
         let Some((r, p)) = self.parts_mut(vcpu, intid) else {
             return;
         };
@@ -215,44 +224,14 @@ impl Backend for Classic {
         if let Some(x) = r.target.get_mut(i) {
             *x = st.target;
         }
-        let mut s = Status::empty();
-        s.set(Status::QUEUED, st.pending_latch);
-        s.set(Status::ACTIVE, st.active);
-        s.set(Status::VISIBLE, st.in_lr);
-        s.set(Status::LINE, st.line_level);
-        s.set(Status::RELATCHED, st.relatched);
-        s.set(Status::PENDING_DIRTY, st.sw_pending_dirty);
-        s.set(Status::ACTIVE_DIRTY, st.sw_active_dirty);
-        p.status = s;
+        p.dynamic = Dynamic::of(&st);
         p.hw = st.hw;
-        p.sgi_sources = st.sgi_sources;
-        p.lr_source = st.lr_source;
+        let view = Self::view_of(r, p, intid);
         let cur = p.inflight_on.map(usize::from);
-
-        // Queue maintenance.
-        let owner = if intid < NR_PRIVATE {
-            Some(vcpu)
-        } else {
-            st.target.map(usize::from)
-        };
-        let want = st.wants_queue(v2_sgi);
-        let pinned = st.in_lr || (st.active && cur.is_some());
-        let dest = match (cur, want) {
-            (Some(c), _) if pinned => Some(c),
-            (_, true) => owner,
-            (_, false) => None,
-        };
-        if cur == dest && order_key(&st, intid) == old_key {
-            return;
-        }
-        if let Some(c) = cur {
-            self.remove_from(c, intid);
-        }
-        if let Some((_, p)) = self.parts_mut(vcpu, intid) {
-            p.inflight_on = dest.and_then(|d| u16::try_from(d).ok());
-        }
-        if let Some(d) = dest {
-            self.insert_sorted(d, intid);
+        let dest = queue_dest(vcpu, intid, v2, &view, cur);
+        let key = (!view.has(Status::ACTIVE), view.priority, intid);
+        if cur != dest || key != old_key {
+            self.move_to(vcpu, intid, cur, dest);
         }
     }
 
@@ -282,6 +261,46 @@ impl Backend for Classic {
 
     fn overflow_len(&self, vcpu: usize) -> usize {
         self.vcpus.get(vcpu).map_or(0, |c| c.lr_pending.len())
+    }
+
+    /// The inflight list is kept in delivery order: nothing to do.
+    fn sort_queue(&mut self, vcpu: usize) -> usize {
+        self.vcpus.get(vcpu).map_or(0, |c| c.inflight.len())
+    }
+
+    #[inline]
+    fn queued_at(&self, vcpu: usize, i: usize) -> Option<u32> {
+        self.vcpus.get(vcpu)?.inflight.get(i).copied()
+    }
+
+    #[inline]
+    fn view(&self, vcpu: usize, intid: u32) -> IrqView {
+        match self.parts(vcpu, intid) {
+            Some((r, p)) => Self::view_of(r, p, intid),
+            None => IrqView::default(),
+        }
+    }
+
+    #[inline]
+    fn update<F: Update>(&mut self, vcpu: usize, intid: u32, f: F) -> (IrqView, Dynamic) {
+        let v2 = self.v2;
+        let Some((r, p)) = self.parts_mut(vcpu, intid) else {
+            return (IrqView::default(), Dynamic::default());
+        };
+        let old = Self::view_of(r, p, intid);
+        let d = f(&old);
+        if d == old.dynamic {
+            return (old, d);
+        }
+        p.dynamic = d;
+        let cur = p.inflight_on.map(usize::from);
+        let dest = queue_dest(vcpu, intid, v2, &IrqView { dynamic: d, ..old }, cur);
+        // The order key changes with the active bit only (the priority is
+        // configuration).
+        if cur != dest || (old.dynamic.status ^ d.status).contains(Status::ACTIVE) {
+            self.move_to(vcpu, intid, cur, dest);
+        }
+        (old, d)
     }
 }
 

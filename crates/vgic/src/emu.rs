@@ -10,7 +10,7 @@ use tessel_addr::{AccessSize, Address, GuestPhysAddr};
 use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicConfig, VgicLayout};
 use crate::lr::{ListRegisters, LrState, LrStatus};
 use crate::regs::*;
-use crate::state::{Backend, IrqState};
+use crate::state::{Backend, Dynamic, IrqState, IrqView, Status};
 use crate::{
     GicVersion, Kicks, MmioRegion, NR_PRIVATE, PPI_BASE, SPI_BASE, SgiRegister, VcpuId, VgicError,
     VirtualGic,
@@ -19,23 +19,14 @@ use crate::{
 /// Most list registers a vCPU interface can have (GICv2: 64; GICv3: 16).
 pub const MAX_LRS: usize = 64;
 
-/// One list register as filled by the last flush.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Slot {
-    intid: u32,
-    wrote_pending: bool,
-    /// The value written, to tell at the next exit whether the guest
-    /// changed it.
-    lr: LrState,
-}
-
 /// What the last flush put in one vCPU's list registers: a fixed array, so
 /// flush and sync never allocate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Shadow {
-    /// Slot `i` describes list register `i`; only the first `used` are
-    /// meaningful (the list registers after them were written invalid).
-    slots: [Option<Slot>; MAX_LRS],
+    /// The values written to the first `used` list registers, to tell at
+    /// the next exit whether the guest changed them (the list registers
+    /// after them were written invalid; entries from `used` on are stale).
+    lrs: [LrState; MAX_LRS],
     /// List registers the last flush filled.
     used: usize,
     /// `lrs.count()` at the last flush.
@@ -51,13 +42,25 @@ struct Shadow {
 
 impl Shadow {
     const EMPTY: Self = Self {
-        slots: [None; MAX_LRS],
+        lrs: [LrState::INVALID; MAX_LRS],
         used: 0,
         count: 0,
         live: false,
         generation: 0,
         underflow: false,
     };
+
+    /// The meaningful list-register values.
+    fn written(&self) -> &[LrState] {
+        self.lrs.get(..self.used).unwrap_or(&[])
+    }
+}
+
+impl Hash for Shadow {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.written().hash(h);
+        (self.count, self.live, self.generation, self.underflow).hash(h);
+    }
 }
 
 /// A domain's virtual GIC: register emulation over a state model `B`.
@@ -69,7 +72,6 @@ pub struct Emulator<B: Backend> {
     processor_sleep: Vec<bool>,
     shadows: Vec<Shadow>,
     backend: B,
-    scratch: Vec<u32>,
     overflow: Vec<u32>,
     /// Bumped on every change of interrupt state that could change what a
     /// flush writes (software changes, and folds that change state other
@@ -80,6 +82,22 @@ pub struct Emulator<B: Backend> {
     /// leaves one vCPU's list registers for its target), reported through
     /// [`VirtualGic::take_kicks`].
     deferred: Kicks,
+    /// Guest address of the distributor frame, for the fast read of its
+    /// identification registers.
+    dist_base: u64,
+    /// [`Self::typer_of`] the configuration.
+    typer: u32,
+}
+
+/// Which entry/exit protocol [`Emulator::cycle`] runs.
+#[derive(Clone, Copy)]
+enum Cycle {
+    /// Fold and clear the list registers.
+    Sync,
+    /// Fill them (folding first if still live).
+    Flush,
+    /// Fold them and fill them again, writing only what changes.
+    Refresh,
 }
 
 /// Which interrupts a distributor-layout frame addresses.
@@ -208,10 +226,11 @@ impl<B: Backend> Emulator<B> {
             processor_sleep: vec![true; cfg.nr_vcpus],
             shadows: vec![Shadow::EMPTY; cfg.nr_vcpus],
             backend,
-            scratch: Vec::new(),
             overflow: Vec::new(),
             generation: 0,
             deferred: Kicks::NONE,
+            dist_base: cfg.layout.distributor().start.0,
+            typer: Self::typer_of(&cfg),
             cfg,
         };
         for intid in SPI_BASE..me.max_intid() {
@@ -262,6 +281,32 @@ impl<B: Backend> Emulator<B> {
         self.v2() && intid < PPI_BASE
     }
 
+    /// The distributor's first four words (`GICD_CTLR`, `GICD_TYPER`,
+    /// `GICD_IIDR`, then `GICD_TYPER2` or reserved, RAZ), read as words.
+    fn id_reg(&self, off: u64) -> u64 {
+        match off {
+            GICD_CTLR => {
+                let are = if self.v2() { 0 } else { CTLR_ARE_NS };
+                u64::from(self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1) | are)
+            }
+            GICD_TYPER => u64::from(self.typer),
+            GICD_IIDR => u64::from(IIDR_ARM),
+            _ => 0,
+        }
+    }
+
+    /// `GICD_TYPER`: ITLinesNumber, CPUNumber; on GICv3 also IDbits = 10
+    /// bits (value 9) and A3V = 1 since Aff3 routing is handled
+    /// (CPUNumber is meaningless with ARE).
+    fn typer_of(cfg: &VgicConfig) -> u32 {
+        let lines = (cfg.nr_spis / 32) as u32;
+        let cpus = cfg.nr_vcpus.clamp(1, 8) as u32 - 1;
+        match cfg.version {
+            GicVersion::V2 => lines | (cpus << 5),
+            GicVersion::V3 => lines | (cpus << 5) | (9 << 19) | (1 << 24),
+        }
+    }
+
     fn check_vcpu(&self, vcpu: VcpuId) -> Result<usize, VgicError> {
         if vcpu.0 < self.cfg.nr_vcpus {
             Ok(vcpu.0)
@@ -309,7 +354,7 @@ impl<B: Backend> Emulator<B> {
     /// in a list register when that copy is now stale, otherwise the owner
     /// when the interrupt became deliverable there (newly pending or
     /// enabled, or routed to another vCPU while pending).
-    fn modify(&mut self, v: usize, intid: u32, f: impl FnOnce(&mut IrqState)) -> Option<VcpuId> {
+    fn modify(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut IrqState)) -> Option<VcpuId> {
         let old = self.backend.load(v, intid);
         let mut st = old;
         f(&mut st);
@@ -357,9 +402,38 @@ impl<B: Backend> Emulator<B> {
         }
     }
 
+    /// The list-register work of [`VirtualGic::sync`],
+    /// [`VirtualGic::flush`] and the slow path of [`VirtualGic::refresh`],
+    /// in one function so that they share one copy of the fold and fill
+    /// loops and their set-up.
+    #[inline(never)]
+    fn cycle<L: ListRegisters + ?Sized>(&mut self, v: usize, lrs: &mut L, op: Cycle) {
+        let (fold, clear) = match op {
+            Cycle::Sync => (true, true),
+            // Flushed twice without an exit in between: fold first.
+            Cycle::Flush => (self.shadows.get(v).is_some_and(|s| s.live), true),
+            Cycle::Refresh => (true, false),
+        };
+        let (used, underflow) = if fold {
+            self.fold(v, lrs, clear)
+        } else {
+            (0, false)
+        };
+        let (stale, uie_was) = match op {
+            Cycle::Sync => return,
+            Cycle::Flush => (MAX_LRS, None),
+            Cycle::Refresh => (used, Some(underflow)),
+        };
+        self.fill(v, lrs, stale, uie_was);
+    }
+
     /// Fills `vcpu`'s list registers (the body of [`VirtualGic::flush`]).
     /// Only list registers below `stale` may hold something to clear; the
     /// underflow request is written unless it is already `uie_was`.
+    ///
+    /// Walks the backend's queue in place: marking an interrupt as held in
+    /// a list register never moves it between queues.
+    #[inline(always)]
     fn fill<L: ListRegisters + ?Sized>(
         &mut self,
         v: usize,
@@ -368,13 +442,20 @@ impl<B: Backend> Emulator<B> {
         uie_was: Option<bool>,
     ) {
         let n = lrs.count().min(MAX_LRS);
-        let mut list = core::mem::take(&mut self.scratch);
-        let mut overflow = core::mem::take(&mut self.overflow);
-        list.clear();
-        overflow.clear();
-        self.backend.queued(v, &mut list);
         let dist_en = self.dist_enabled();
         let v2 = self.v2();
+        let generation = self.generation;
+        let Self {
+            backend,
+            shadows,
+            overflow,
+            ..
+        } = self;
+        let Some(shadow) = shadows.get_mut(v) else {
+            return;
+        };
+        overflow.clear();
+        let len = backend.sort_queue(v);
         let mut used = 0;
         // Whether a deliverable interrupt found no free list register. Only
         // then is the underflow maintenance interrupt wanted: it fires while
@@ -385,66 +466,78 @@ impl<B: Backend> Emulator<B> {
         // (software ones) or at the next exit (forwarded ones, whose
         // physical interrupt stays active until the guest deactivates it).
         let mut spilled = false;
-        for &intid in &list {
-            let mut st = self.backend.load(v, intid);
-            if st.in_lr {
-                continue;
-            }
-            let v2_sgi = self.is_v2_sgi(intid);
-            let pend = dist_en && self.deliverable(&st, intid);
-            if !st.active && !pend {
-                continue;
-            }
-            if used == n {
-                if pend {
+        for idx in 0..len {
+            let Some(intid) = backend.queued_at(v, idx) else {
+                break;
+            };
+            // What goes into list register `used`, worked out inside the
+            // update that marks the interrupt as held there.
+            let mut out = None;
+            backend.update(v, intid, |st| {
+                let mut d = st.dynamic;
+                let v2_sgi = v2 && intid < PPI_BASE;
+                let active = st.has(Status::ACTIVE);
+                let pend = dist_en && st.deliverable(v2_sgi);
+                if st.has(Status::IN_LR) || (!active && !pend) {
+                    return d;
+                }
+                if used == n {
+                    if pend {
+                        out = Some(None);
+                    }
+                    return d;
+                }
+                let (state, source, left_behind) = if v2_sgi {
+                    if active {
+                        (LrStatus::Active, d.lr_source, pend)
+                    } else {
+                        let src = d.sgi_sources.trailing_zeros().min(7) as u8;
+                        let more = d.sgi_sources & !(1u8 << src) != 0;
+                        (LrStatus::Pending, src, more)
+                    }
+                } else if active && pend && st.hw.is_some() {
+                    // A forwarded interrupt cannot be pending and active in
+                    // an LR: present the active one, deliver the rest later.
+                    (LrStatus::Active, 0, true)
+                } else {
+                    (LrStatus::from_flags(pend, active), 0, false)
+                };
+                let level_sw = st.hw.is_none() && !st.edge && intid >= PPI_BASE;
+                let lr = LrState {
+                    intid,
+                    priority: st.priority,
+                    state,
+                    hw: st.hw,
+                    group1: !v2,
+                    source_cpu: source,
+                    eoi_maintenance: st.hw.is_none() && (level_sw || left_behind),
+                };
+                out = Some(Some((lr, left_behind)));
+                d.status.insert(Status::IN_LR);
+                d.status
+                    .remove(Status::RELATCHED | Status::PENDING_DIRTY | Status::ACTIVE_DIRTY);
+                d.lr_source = source;
+                d
+            });
+            match out {
+                // Not for a list register now.
+                None => {}
+                // Deliverable, but none is free.
+                Some(None) => {
                     overflow.push(intid);
                     spilled = true;
                 }
-                continue;
-            }
-            let (state, source, left_behind) = if v2_sgi {
-                if st.active {
-                    (LrStatus::Active, st.lr_source, pend)
-                } else {
-                    let src = st.sgi_sources.trailing_zeros().min(7) as u8;
-                    let more = st.sgi_sources & !(1u8 << src) != 0;
-                    (LrStatus::Pending, src, more)
+                Some(Some((lr, left_behind))) => {
+                    if left_behind {
+                        overflow.push(intid);
+                    }
+                    lrs.write(used, lr);
+                    if let Some(s) = shadow.lrs.get_mut(used) {
+                        *s = lr;
+                    }
+                    used += 1;
                 }
-            } else if st.active && pend && st.hw.is_some() {
-                // A forwarded interrupt cannot be pending and active in
-                // an LR: present the active one, deliver the rest later.
-                (LrStatus::Active, 0, true)
-            } else {
-                (LrStatus::from_flags(pend, st.active), 0, false)
-            };
-            let level_sw = st.hw.is_none() && !st.edge && intid >= PPI_BASE;
-            let lr = LrState {
-                intid,
-                priority: st.priority,
-                state,
-                hw: st.hw,
-                group1: !v2,
-                source_cpu: source,
-                eoi_maintenance: st.hw.is_none() && (level_sw || left_behind),
-            };
-            if left_behind {
-                overflow.push(intid);
             }
-            lrs.write(used, lr);
-            if let Some(s) = self.shadows.get_mut(v).and_then(|s| s.slots.get_mut(used)) {
-                *s = Some(Slot {
-                    intid,
-                    wrote_pending: state.is_pending(),
-                    lr,
-                });
-            }
-            st.in_lr = true;
-            st.relatched = false;
-            st.sw_pending_dirty = false;
-            st.sw_active_dirty = false;
-            st.lr_source = source;
-            self.backend.store(v, intid, st);
-            used += 1;
         }
         for i in used..n.min(stale) {
             lrs.write(i, LrState::INVALID);
@@ -452,17 +545,14 @@ impl<B: Backend> Emulator<B> {
         if uie_was != Some(spilled) {
             lrs.set_underflow_irq(spilled);
         }
-        self.backend.set_overflow(v, &overflow);
-        let generation = self.generation;
-        if let Some(s) = self.shadows.get_mut(v) {
-            s.used = used;
-            s.count = n;
-            s.live = true;
-            s.generation = generation;
-            s.underflow = spilled;
+        if !overflow.is_empty() || backend.overflow_len(v) != 0 {
+            backend.set_overflow(v, overflow);
         }
-        self.scratch = list;
-        self.overflow = overflow;
+        shadow.used = used;
+        shadow.count = n;
+        shadow.live = true;
+        shadow.generation = generation;
+        shadow.underflow = spilled;
     }
 
     /// Folds `vcpu`'s list registers back (the body of
@@ -470,13 +560,23 @@ impl<B: Backend> Emulator<B> {
     /// underflow request, and returns `(0, false)`; without, leaves them for
     /// a [`fill`](Self::fill) to overwrite and returns how many it used and
     /// whether the underflow interrupt is still requested.
+    #[inline(always)]
     fn fold<L: ListRegisters + ?Sized>(
         &mut self,
         v: usize,
         lrs: &mut L,
         clear: bool,
     ) -> (usize, bool) {
-        let Some(shadow) = self.shadows.get_mut(v) else {
+        let dist_en = self.dist_enabled();
+        let v2 = self.v2();
+        let Self {
+            backend,
+            shadows,
+            generation,
+            deferred,
+            ..
+        } = self;
+        let Some(shadow) = shadows.get_mut(v) else {
             return (0, false);
         };
         let used = shadow.used.min(MAX_LRS);
@@ -486,52 +586,48 @@ impl<B: Backend> Emulator<B> {
         shadow.count = 0;
         shadow.live = false;
         let n = lrs.count();
-        for i in 0..used {
-            let Some(slot) = self
-                .shadows
-                .get_mut(v)
-                .and_then(|s| s.slots.get_mut(i))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
-            let intid = slot.intid;
-            let before = self.backend.load(v, intid);
-            let mut st = before;
-            st.in_lr = false;
-            let lr = if i < n { Some(lrs.read(i)) } else { None };
-            match lr {
-                Some(lr) if lr.intid == intid => {
-                    let lr_p = lr.state.is_pending();
-                    if st.sw_pending_dirty {
+        for (i, written) in shadow.lrs.iter().enumerate().take(used) {
+            let intid = written.intid;
+            let wrote_pending = written.state.is_pending();
+            // The list register's state, if it still holds the interrupt
+            // (otherwise software changed it meanwhile: keep the software
+            // view).
+            let lr = if i < n { Some(lrs.read(i)) } else { None }
+                .filter(|lr| lr.intid == intid)
+                .map(|lr| lr.state);
+            let (st, d) = backend.update(v, intid, |st| {
+                let mut d = st.dynamic;
+                d.status.remove(Status::IN_LR);
+                if let Some(lr) = lr {
+                    let lr_p = lr.is_pending();
+                    let relatched = d.status.contains(Status::RELATCHED);
+                    if d.status.contains(Status::PENDING_DIRTY) {
                         // Software cleared it: keep the software view,
                         // plus any event that arrived afterwards.
-                    } else if self.is_v2_sgi(intid) {
-                        if slot.wrote_pending && !lr_p && !st.relatched {
-                            st.sgi_sources &= !(1u8 << (st.lr_source & 7));
+                    } else if v2 && intid < PPI_BASE {
+                        if wrote_pending && !lr_p && !relatched {
+                            d.sgi_sources &= !(1u8 << (d.lr_source & 7));
                         }
-                    } else if slot.wrote_pending {
-                        st.pending_latch = (lr_p && st.pending_latch) || st.relatched;
-                    } else {
-                        st.pending_latch |= st.relatched;
+                    } else if wrote_pending {
+                        let latched = d.status.contains(Status::PENDING);
+                        d.status
+                            .set(Status::PENDING, (lr_p && latched) || relatched);
+                    } else if relatched {
+                        d.status.insert(Status::PENDING);
                     }
-                    if !st.sw_active_dirty {
-                        st.active = lr.state.is_active();
+                    if !d.status.contains(Status::ACTIVE_DIRTY) {
+                        d.status.set(Status::ACTIVE, lr.is_active());
                     }
                 }
-                // Software changed it meanwhile (or the LR no longer holds
-                // it): keep the software view.
-                _ => {}
-            }
-            st.sw_pending_dirty = false;
-            st.sw_active_dirty = false;
-            st.relatched = false;
-            self.backend.store(v, intid, st);
-            if st.pending_latch != before.pending_latch
-                || st.active != before.active
-                || st.sgi_sources != before.sgi_sources
+                d.status
+                    .remove(Status::PENDING_DIRTY | Status::ACTIVE_DIRTY | Status::RELATCHED);
+                d
+            });
+            let before = st.dynamic;
+            if (d.status ^ before.status).intersects(Status::PENDING | Status::ACTIVE)
+                || d.sgi_sources != before.sgi_sources
             {
-                self.generation = self.generation.wrapping_add(1);
+                *generation = generation.wrapping_add(1);
             }
             // An SPI leaving this vCPU's list registers goes back to its
             // target; if that is another vCPU and it can take it, that vCPU
@@ -540,9 +636,10 @@ impl<B: Backend> Emulator<B> {
                 && let Some(t) = st.target.map(usize::from)
                 && t != v
             {
-                self.generation = self.generation.wrapping_add(1);
-                if self.dist_enabled() && self.deliverable(&st, intid) {
-                    self.deferred.add(VcpuId(t));
+                *generation = generation.wrapping_add(1);
+                let after = IrqView { dynamic: d, ..st };
+                if dist_en && after.deliverable(false) {
+                    deferred.add(VcpuId(t));
                 }
             }
             if clear && i < n {
@@ -654,29 +751,27 @@ impl<B: Backend> Emulator<B> {
                 let Some(v) = self.accessible(bank, intid) else {
                     continue;
                 };
-                let st = self.backend.load(v, intid);
                 let f: u64 = match field {
                     Field::Group => u64::from(!self.v2()),
-                    Field::SetEnable | Field::ClearEnable => u64::from(st.enabled),
-                    Field::SetPending | Field::ClearPending => {
-                        u64::from(st.is_pending(self.is_v2_sgi(intid)))
+                    Field::Targets if intid < NR_PRIVATE => {
+                        // Read-only: the accessing CPU's own mask
+                        // (IHI 0048B 4.3.12).
+                        1u64 << bank.accessor
                     }
-                    Field::SetActive | Field::ClearActive => u64::from(st.active),
-                    Field::Priority => u64::from(st.priority),
-                    Field::Targets => {
-                        if intid < NR_PRIVATE {
-                            // Read-only: the accessing CPU's own mask
-                            // (IHI 0048B 4.3.12).
-                            1u64 << bank.accessor
-                        } else {
-                            st.route & 0xFF
-                        }
-                    }
-                    Field::Config => {
-                        if st.edge {
-                            0b10
-                        } else {
-                            0
+                    Field::Targets => self.backend.load(v, intid).route & 0xFF,
+                    _ => {
+                        let st = self.backend.view(v, intid);
+                        match field {
+                            Field::SetEnable | Field::ClearEnable => u64::from(st.enabled),
+                            Field::SetPending | Field::ClearPending => {
+                                u64::from(st.is_pending(self.is_v2_sgi(intid)))
+                            }
+                            Field::SetActive | Field::ClearActive => {
+                                u64::from(st.has(Status::ACTIVE))
+                            }
+                            Field::Priority => u64::from(st.priority),
+                            // ICFGR: bit 1 of the pair is the edge bit.
+                            _ => u64::from(st.edge) << 1,
                         }
                     }
                 };
@@ -687,28 +782,14 @@ impl<B: Backend> Emulator<B> {
         // Fixed registers.
         let v2 = self.v2();
         match off {
-            GICD_CTLR if bank.shared => {
-                Self::word_only("GICD_CTLR", off, size)?;
-                Ok(u64::from(if v2 {
-                    self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1)
-                } else {
-                    self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1) | CTLR_ARE_NS
-                }))
-            }
-            GICD_TYPER if bank.shared => {
-                Self::word_only("GICD_TYPER", off, size)?;
-                let lines = (self.cfg.nr_spis / 32) as u64;
-                Ok(if v2 {
-                    lines | ((self.cfg.nr_vcpus as u64 - 1) << 5)
-                } else {
-                    // CPUNumber is meaningless with ARE; IDbits = 10 bits
-                    // (value 9); A3V = 1 since Aff3 routing is handled.
-                    lines | ((self.cfg.nr_vcpus.min(8) as u64 - 1) << 5) | (9 << 19) | (1 << 24)
-                })
-            }
-            GICD_IIDR if bank.shared => {
-                Self::word_only("GICD_IIDR", off, size)?;
-                Ok(u64::from(IIDR_ARM))
+            GICD_CTLR | GICD_TYPER | GICD_IIDR if bank.shared => {
+                let name = match off {
+                    GICD_CTLR => "GICD_CTLR",
+                    GICD_TYPER => "GICD_TYPER",
+                    _ => "GICD_IIDR",
+                };
+                Self::word_only(name, off, size)?;
+                Ok(self.id_reg(off))
             }
             GICD_SGIR if v2 => {
                 // Write-only; reads as zero.
@@ -796,22 +877,26 @@ impl<B: Backend> Emulator<B> {
                 let v2_sgi = v2 && intid < PPI_BASE;
                 let k = match field {
                     Field::Group => None,
-                    Field::SetEnable if f != 0 => self.modify(v, intid, |s| s.enabled = true),
-                    Field::ClearEnable if f != 0 => self.modify(v, intid, |s| s.enabled = false),
+                    Field::SetEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = true),
+                    Field::ClearEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = false),
                     // GICv2 SGI pending state is per source and set through
                     // SPENDSGIR/CPENDSGIR; the ISPENDR0/ICPENDR0 bits are WI
                     // (IHI 0048B 4.3.7).
                     Field::SetPending if f != 0 && !v2_sgi => self.latch(v, intid),
                     Field::ClearPending if f != 0 && !v2_sgi => {
-                        self.modify(v, intid, |s| s.pending_latch = false)
+                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::PENDING))
                     }
-                    Field::SetActive if f != 0 => self.modify(v, intid, |s| s.active = true),
-                    Field::ClearActive if f != 0 => self.modify(v, intid, |s| s.active = false),
-                    Field::Priority => self.modify(v, intid, |s| s.priority = f as u8),
+                    Field::SetActive if f != 0 => {
+                        self.modify_dyn(v, intid, &|d| d.status.insert(Status::ACTIVE))
+                    }
+                    Field::ClearActive if f != 0 => {
+                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::ACTIVE))
+                    }
+                    Field::Priority => self.modify(v, intid, &|s| s.priority = f as u8),
                     Field::Targets if intid >= SPI_BASE => {
                         let mask = f & vcpu_mask;
                         let target = (mask != 0).then(|| mask.trailing_zeros() as u16);
-                        self.modify(v, intid, |s| {
+                        self.modify(v, intid, &|s| {
                             s.route = mask;
                             s.target = target;
                         })
@@ -819,7 +904,7 @@ impl<B: Backend> Emulator<B> {
                     // SGIs are always edge-triggered (ICFGR0 read-only);
                     // PPIs and SPIs are programmable.
                     Field::Config if intid >= PPI_BASE => {
-                        self.modify(v, intid, |s| s.edge = f & 0b10 != 0)
+                        self.modify(v, intid, &|s| s.edge = f & 0b10 != 0)
                     }
                     _ => None,
                 };
@@ -866,13 +951,7 @@ impl<B: Backend> Emulator<B> {
                 let src = bank.accessor;
                 for t in 0..self.cfg.nr_vcpus {
                     if targets & (1 << t) != 0 {
-                        let k = self.modify(t, intid, |s| {
-                            if s.in_lr && s.lr_source as usize == src {
-                                s.relatched = true;
-                            }
-                            s.sgi_sources |= 1 << src;
-                        });
-                        kicks.add_opt(k);
+                        kicks.add_opt(self.send_v2_sgi(t, intid, src));
                     }
                 }
                 Ok(kicks)
@@ -889,11 +968,11 @@ impl<B: Backend> Emulator<B> {
                     if b == 0 {
                         continue;
                     }
-                    let k = self.modify(bank.accessor, (sgi0 + i) as u32, |s| {
+                    let k = self.modify_dyn(bank.accessor, (sgi0 + i) as u32, &|d| {
                         if set {
-                            s.sgi_sources |= b;
+                            d.sgi_sources |= b;
                         } else {
-                            s.sgi_sources &= !b;
+                            d.sgi_sources &= !b;
                         }
                     });
                     kicks.add_opt(k);
@@ -916,7 +995,7 @@ impl<B: Backend> Emulator<B> {
                     (_, true) => (old & 0xFFFF_FFFF) | (value << 32),
                 } & IROUTER_MASK;
                 let target = self.resolve_irouter(new);
-                kicks.add_opt(self.modify(0, intid, |s| {
+                kicks.add_opt(self.modify(0, intid, &|s| {
                     s.route = new;
                     s.target = target;
                 }));
@@ -1053,13 +1132,103 @@ impl<B: Backend> Emulator<B> {
         self.latch(target, intid)
     }
 
+    /// Sets the level of `intid`'s line.
+    fn set_line_level(&mut self, v: usize, intid: u32, level: bool) -> Option<VcpuId> {
+        self.modify_dyn(v, intid, &|d| d.status.set(Status::LINE, level))
+    }
+
+    /// Latches `intid` pending on `v` (an edge, a GICv3 SGI, an `ISPENDR`
+    /// write); a new event while it sits in a list register is carried by
+    /// the relatch bit.
     fn latch(&mut self, v: usize, intid: u32) -> Option<VcpuId> {
-        self.modify(v, intid, |s| {
-            if s.in_lr {
-                s.relatched = true;
+        self.modify_dynamic(v, intid, |d| {
+            if d.status.contains(Status::IN_LR) {
+                d.status.insert(Status::RELATCHED);
             }
-            s.pending_latch = true;
+            d.status.insert(Status::PENDING);
         })
+    }
+
+    /// A GICv2 SGI from CPU `src` to `v`: pending per source; a new request
+    /// from the source whose instance sits in a list register is carried
+    /// by the relatch bit.
+    fn send_v2_sgi(&mut self, v: usize, intid: u32, src: usize) -> Option<VcpuId> {
+        self.modify_dynamic(v, intid, |d| {
+            if d.status.contains(Status::IN_LR) && usize::from(d.lr_source) == src {
+                d.status.insert(Status::RELATCHED);
+            }
+            d.sgi_sources |= 1 << src;
+        })
+    }
+
+    /// [`modify_dynamic`](Self::modify_dynamic) for register writes.
+    fn modify_dyn(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut Dynamic)) -> Option<VcpuId> {
+        self.modify_dynamic(v, intid, f)
+    }
+
+    /// [`modify`](Self::modify) for a change `f` confined to the dynamic
+    /// state (pending, active, line, SGI sources): the same effect and
+    /// answer, through one [`Backend::update`] instead of a full load and
+    /// store.
+    ///
+    /// Generic so that the hot senders ([`latch`](Self::latch), GICv2
+    /// SGIs) get the change inlined; the others share one instance through
+    /// [`modify_dyn`](Self::modify_dyn).
+    fn modify_dynamic(&mut self, v: usize, intid: u32, f: impl Fn(&mut Dynamic)) -> Option<VcpuId> {
+        if !B::DIRECT {
+            return self.modify(v, intid, &|s| {
+                let mut d = Dynamic::of(s);
+                f(&mut d);
+                d.apply(s);
+            });
+        }
+        let mut changed = false;
+        let (old, d) = self.backend.update(v, intid, |st| {
+            let o = st.dynamic;
+            let mut d = o;
+            f(&mut d);
+            changed = d != o;
+            // As in `modify`: software clearing pending or changing active
+            // while the interrupt sits in a list register wins over that
+            // part of the list register at sync.
+            if changed && st.has(Status::IN_LR) {
+                if (o.status ^ d.status).contains(Status::ACTIVE) {
+                    d.status.insert(Status::ACTIVE_DIRTY);
+                }
+                if (o.status.contains(Status::PENDING) && !d.status.contains(Status::PENDING))
+                    || o.sgi_sources & !d.sgi_sources != 0
+                {
+                    d.status.insert(Status::PENDING_DIRTY);
+                }
+            }
+            d
+        });
+        if !changed {
+            return None;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let owner = if intid < NR_PRIVATE {
+            Some(VcpuId(v))
+        } else {
+            old.target.map(|t| VcpuId(usize::from(t)))
+        };
+        let delivery = Status::ACTIVE | Status::PENDING | Status::RELATCHED;
+        if old.has(Status::IN_LR)
+            && ((old.dynamic.status ^ d.status).intersects(delivery)
+                || old.dynamic.sgi_sources != d.sgi_sources)
+        {
+            // The copy in a list register is stale: the vCPU holding it
+            // must exit to fold it.
+            return old.listed.map(|l| VcpuId(usize::from(l))).or(owner);
+        }
+        let v2_sgi = self.is_v2_sgi(intid);
+        let now = IrqView { dynamic: d, ..old };
+        let dist_en = self.dist_enabled();
+        if dist_en && now.deliverable(v2_sgi) && !old.deliverable(v2_sgi) {
+            owner
+        } else {
+            None
+        }
     }
 }
 
@@ -1087,6 +1256,12 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         size: AccessSize,
     ) -> Result<u64, VgicError> {
         let v = self.check_vcpu(vcpu)?;
+        // The identification registers a guest driver polls, without the
+        // frame and register decode (the same values as `dist_read`).
+        let off = gpa.0.wrapping_sub(self.dist_base);
+        if B::DIRECT && off < 0x10 && off.is_multiple_of(4) && size == AccessSize::Word {
+            return Ok(self.id_reg(off));
+        }
         match self.locate(gpa)? {
             Frame::Dist(off) => {
                 Self::check_align(off, size)?;
@@ -1164,16 +1339,12 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             | (((value >> SGI1R_AFF2_SHIFT) & 0xFF) << 16)
             | (((value >> SGI1R_AFF1_SHIFT) & 0xFF) << 8);
         let rs = (value >> SGI1R_RS_SHIFT) & 0xF;
-        let list = value & SGI1R_TARGETS_MASK;
-        for bit in 0..16u64 {
-            if list & (1 << bit) == 0 {
-                continue;
-            }
-            let aff0 = rs * 16 + bit;
-            if aff0 > 0xFF {
-                continue;
-            }
-            let want = upper | aff0;
+        // The set bits of the target list, lowest first; `Aff0 = RS * 16 +
+        // bit` is at most 0xFF.
+        let mut list = value & SGI1R_TARGETS_MASK;
+        while list != 0 {
+            let want = upper | (rs * 16 + u64::from(list.trailing_zeros()));
+            list &= list - 1;
             if let Some(t) = self.cfg.vcpu_mpidr.iter().position(|m| aff_of(*m) == want) {
                 kicks.add_opt(self.send_sgi(t, intid));
             }
@@ -1185,13 +1356,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let v = self.check_vcpu(vcpu)?;
         self.check_intid(intid)?;
         if self.is_v2_sgi(intid) {
-            let src = v;
-            return Ok(self.modify(v, intid, |s| {
-                if s.in_lr && usize::from(s.lr_source) == src {
-                    s.relatched = true;
-                }
-                s.sgi_sources |= 1 << src;
-            }));
+            return Ok(self.send_v2_sgi(v, intid, v));
         }
         Ok(self.latch(v, intid))
     }
@@ -1210,16 +1375,15 @@ impl<B: Backend> VirtualGic for Emulator<B> {
                 reason: "SGIs have no line",
             });
         }
-        let st = self.backend.load(v, intid);
+        let st = self.backend.view(v, intid);
         if st.edge || st.hw.is_some() {
             // Edge sources (and forwarded interrupts, whose level the
             // hardware tracks) latch on the rising edge.
-            let rising = level && !st.line_level;
-            self.modify(v, intid, |s| s.line_level = level);
+            let rising = level && !st.has(Status::LINE);
+            self.set_line_level(v, intid, level);
             return Ok(if rising { self.latch(v, intid) } else { None });
         }
-        let k = self.modify(v, intid, |s| s.line_level = level);
-        Ok(k)
+        Ok(self.set_line_level(v, intid, level))
     }
 
     fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
@@ -1250,11 +1414,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         let v = self.check_vcpu(vcpu)?;
-        if self.shadows.get(v).is_some_and(|s| s.live) {
-            // Flushed twice without an exit in between: fold first.
-            self.fold(v, lrs, true);
-        }
-        self.fill(v, lrs, MAX_LRS, None);
+        self.cycle(v, lrs, Cycle::Flush);
         Ok(())
     }
 
@@ -1264,7 +1424,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         lrs: &mut L,
     ) -> Result<(), VgicError> {
         let v = self.check_vcpu(vcpu)?;
-        self.fold(v, lrs, true);
+        self.cycle(v, lrs, Cycle::Sync);
         Ok(())
     }
 
@@ -1279,11 +1439,10 @@ impl<B: Backend> VirtualGic for Emulator<B> {
             && shadow.generation == self.generation
             && shadow.count == lrs.count().min(MAX_LRS)
             && shadow
-                .slots
+                .written()
                 .iter()
-                .take(shadow.used)
                 .enumerate()
-                .all(|(i, s)| s.is_none_or(|s| lrs.read(i) == s.lr))
+                .all(|(i, w)| lrs.read(i) == *w)
         {
             // Nothing changed since the flush, neither the interrupt state
             // nor what the guest did with its list registers: a fold and
@@ -1293,8 +1452,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         // Fold, then write only what changes: the list registers the new
         // fill does not use and the old one did are cleared, the others
         // are overwritten or were already invalid.
-        let (used, underflow) = self.fold(v, lrs, false);
-        self.fill(v, lrs, used, Some(underflow));
+        self.cycle(v, lrs, Cycle::Refresh);
         Ok(())
     }
 
@@ -1312,8 +1470,8 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         let mut any = false;
         self.backend.for_each_queued(v, &mut |intid| {
             if !any {
-                let st = self.backend.load(v, intid);
-                any = self.deliverable(&st, intid) && !st.active;
+                let st = self.backend.view(v, intid);
+                any = st.deliverable(self.is_v2_sgi(intid)) && !st.has(Status::ACTIVE);
             }
         });
         any

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use crate::emu::Emulator;
-use crate::state::{Backend, IrqState, order_key};
+use crate::state::{Backend, Dynamic, IrqState, IrqView, Update, order_key};
 use crate::{NR_PRIVATE, PPI_BASE};
 
 /// A domain vGIC using the per-IRQ model.
@@ -31,13 +31,23 @@ pub struct PerIrq {
     overflow: Vec<usize>,
 }
 
+/// The structure of `intid` (banked by `vcpu`) in split-borrowed storage.
+fn irq_in<'a>(
+    private: &'a [[VgicIrq; 32]],
+    spis: &'a [VgicIrq],
+    vcpu: usize,
+    intid: u32,
+) -> Option<&'a VgicIrq> {
+    if intid < NR_PRIVATE {
+        private.get(vcpu)?.get(intid as usize)
+    } else {
+        spis.get((intid - NR_PRIVATE) as usize)
+    }
+}
+
 impl PerIrq {
     fn irq(&self, vcpu: usize, intid: u32) -> Option<&VgicIrq> {
-        if intid < NR_PRIVATE {
-            self.private.get(vcpu)?.get(intid as usize)
-        } else {
-            self.spis.get((intid - NR_PRIVATE) as usize)
-        }
+        irq_in(&self.private, &self.spis, vcpu, intid)
     }
 
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut VgicIrq> {
@@ -112,6 +122,46 @@ impl PerIrq {
             *l = list;
         }
     }
+
+    /// Lists `intid` where its (already stored) state calls for: an
+    /// interrupt that is listed stays for the prune at that vCPU's next
+    /// flush, except an idle pending one whose target changed, which moves
+    /// now (its new target may be asleep and must see it); an unlisted one
+    /// that became pending or active joins its owner's list.
+    fn requeue(&mut self, vcpu: usize, intid: u32) {
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return;
+        };
+        let st = &irq.state;
+        let wants = self.wants(st, intid);
+        let owner = if intid < NR_PRIVATE {
+            Some(vcpu)
+        } else {
+            st.target.map(usize::from)
+        };
+        let cur = irq.vcpu.map(usize::from);
+        let dest = match cur {
+            Some(cur) if wants && !st.in_lr && !st.active && owner.is_some_and(|o| o != cur) => {
+                owner
+            }
+            None if wants => owner,
+            _ => return,
+        };
+        let Some(o) = dest else {
+            return;
+        };
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.vcpu = u16::try_from(o).ok();
+        }
+        if let Some(c) = cur
+            && let Some(l) = self.ap_list.get_mut(c)
+        {
+            l.retain(|i| *i != intid);
+        }
+        if let Some(l) = self.ap_list.get_mut(o) {
+            l.push(intid);
+        }
+    }
 }
 
 impl Backend for PerIrq {
@@ -130,41 +180,9 @@ impl Backend for PerIrq {
     }
 
     fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
-        let wants = self.wants(&st, intid);
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return;
-        };
-        irq.state = st;
-        let owner = if intid < NR_PRIVATE {
-            Some(vcpu)
-        } else {
-            st.target.map(usize::from)
-        };
-        match irq.vcpu.map(usize::from) {
-            // Already listed somewhere: leave it for the prune at that
-            // vCPU's next flush, except an idle pending interrupt whose
-            // target changed, which moves now (its new target may be
-            // asleep and must see it).
-            Some(cur) => {
-                if wants && !st.in_lr && !st.active && owner.is_some_and(|o| o != cur) {
-                    let o = owner.unwrap_or(cur);
-                    irq.vcpu = u16::try_from(o).ok();
-                    if let Some(l) = self.ap_list.get_mut(cur) {
-                        l.retain(|i| *i != intid);
-                    }
-                    if let Some(l) = self.ap_list.get_mut(o) {
-                        l.push(intid);
-                    }
-                }
-            }
-            None => {
-                if wants && let Some(o) = owner {
-                    irq.vcpu = u16::try_from(o).ok();
-                    if let Some(l) = self.ap_list.get_mut(o) {
-                        l.push(intid);
-                    }
-                }
-            }
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.state = st;
+            self.requeue(vcpu, intid);
         }
     }
 
@@ -177,6 +195,45 @@ impl Backend for PerIrq {
         out.extend_from_slice(list);
         // Sort at flush time: active first, then priority, then INTID.
         out[start..].sort_by_key(|&i| order_key(&self.load(vcpu, i), i));
+    }
+
+    fn sort_queue(&mut self, vcpu: usize) -> usize {
+        self.prune(vcpu);
+        let Self {
+            private,
+            spis,
+            ap_list,
+            ..
+        } = self;
+        let Some(list) = ap_list.get_mut(vcpu) else {
+            return 0;
+        };
+        // Sort at flush time: active first, then priority, then INTID (the
+        // keys are distinct, so an unstable sort gives the one order).
+        list.sort_unstable_by_key(|&i| {
+            let st = irq_in(private, spis, vcpu, i)
+                .map(|x| x.state)
+                .unwrap_or_default();
+            order_key(&st, i)
+        });
+        list.len()
+    }
+
+    fn queued_at(&self, vcpu: usize, i: usize) -> Option<u32> {
+        self.ap_list.get(vcpu)?.get(i).copied()
+    }
+
+    fn update<F: Update>(&mut self, vcpu: usize, intid: u32, f: F) -> (IrqView, Dynamic) {
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return (IrqView::default(), Dynamic::default());
+        };
+        let old = IrqView::of(&irq.state, irq.vcpu.map(usize::from));
+        let d = f(&old);
+        if d != old.dynamic {
+            d.apply(&mut irq.state);
+            self.requeue(vcpu, intid);
+        }
+        (old, d)
     }
 
     fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize> {

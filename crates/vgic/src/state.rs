@@ -1,7 +1,17 @@
 //! The per-interrupt state both models store, and the [`Backend`] trait
 //! through which [`crate::Emulator`] reads and updates it.
+//!
+//! Two granularities: the full [`IrqState`] ([`Backend::load`],
+//! [`Backend::store`]) for register writes that may change anything, and
+//! for the delivery paths (injection, list-register fold and fill) an
+//! [`IrqView`] read and a [`Dynamic`] write that leave the configuration
+//! alone and touch the vCPU queues only when membership or order changes.
+//! The second granularity has default implementations in terms of the
+//! first; [`Reference`] keeps to them, for differential tests.
 
 use alloc::vec::Vec;
+
+use bitflags::bitflags;
 
 /// The full state of one interrupt (one INTID on one vCPU for SGIs/PPIs).
 ///
@@ -63,6 +73,154 @@ impl IrqState {
     }
 }
 
+bitflags! {
+    /// The boolean part of an interrupt's dynamic state, one bit per
+    /// [`IrqState`] field (after Xen's `GIC_IRQ_GUEST_*` status bits).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Status: u8 {
+        /// [`IrqState::pending_latch`].
+        const PENDING = 1 << 0;
+        /// [`IrqState::active`].
+        const ACTIVE = 1 << 1;
+        /// [`IrqState::in_lr`].
+        const IN_LR = 1 << 2;
+        /// [`IrqState::line_level`].
+        const LINE = 1 << 3;
+        /// [`IrqState::relatched`].
+        const RELATCHED = 1 << 4;
+        /// [`IrqState::sw_pending_dirty`].
+        const PENDING_DIRTY = 1 << 5;
+        /// [`IrqState::sw_active_dirty`].
+        const ACTIVE_DIRTY = 1 << 6;
+    }
+}
+
+/// The dynamic state of an interrupt: what injection and the list-register
+/// fold and fill change (the rest of [`IrqState`] is configuration that
+/// only register writes and [`crate::VirtualGic::map_hw`] change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Dynamic {
+    /// The boolean fields.
+    pub status: Status,
+    /// [`IrqState::sgi_sources`].
+    pub sgi_sources: u8,
+    /// [`IrqState::lr_source`].
+    pub lr_source: u8,
+}
+
+impl Dynamic {
+    /// The dynamic part of `st`.
+    pub fn of(st: &IrqState) -> Self {
+        let mut s = Status::empty();
+        s.set(Status::PENDING, st.pending_latch);
+        s.set(Status::ACTIVE, st.active);
+        s.set(Status::IN_LR, st.in_lr);
+        s.set(Status::LINE, st.line_level);
+        s.set(Status::RELATCHED, st.relatched);
+        s.set(Status::PENDING_DIRTY, st.sw_pending_dirty);
+        s.set(Status::ACTIVE_DIRTY, st.sw_active_dirty);
+        Self {
+            status: s,
+            sgi_sources: st.sgi_sources,
+            lr_source: st.lr_source,
+        }
+    }
+
+    /// Writes this dynamic state into `st`, leaving its configuration.
+    pub fn apply(self, st: &mut IrqState) {
+        let s = self.status;
+        st.pending_latch = s.contains(Status::PENDING);
+        st.active = s.contains(Status::ACTIVE);
+        st.in_lr = s.contains(Status::IN_LR);
+        st.line_level = s.contains(Status::LINE);
+        st.relatched = s.contains(Status::RELATCHED);
+        st.sw_pending_dirty = s.contains(Status::PENDING_DIRTY);
+        st.sw_active_dirty = s.contains(Status::ACTIVE_DIRTY);
+        st.sgi_sources = self.sgi_sources;
+        st.lr_source = self.lr_source;
+    }
+
+    /// [`IrqState::is_pending`] for an interrupt with this dynamic state,
+    /// edge-triggered or not, and forwarded (`hw`) or not.
+    #[inline]
+    pub fn is_pending(&self, v2_sgi: bool, edge: bool, hw: bool) -> bool {
+        if v2_sgi {
+            self.sgi_sources != 0
+        } else {
+            self.status.contains(Status::PENDING)
+                || (!edge && !hw && self.status.contains(Status::LINE))
+        }
+    }
+
+    /// [`IrqState::wants_queue`] likewise.
+    #[inline]
+    pub fn wants_queue(&self, v2_sgi: bool, edge: bool, hw: bool) -> bool {
+        self.status.contains(Status::ACTIVE) || self.is_pending(v2_sgi, edge, hw)
+    }
+}
+
+/// What the delivery paths read of an interrupt: its [`Dynamic`] state and
+/// the configuration that decides whether and how it is delivered (all of
+/// [`IrqState`] but the raw route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct IrqView {
+    /// The dynamic state.
+    pub dynamic: Dynamic,
+    /// [`IrqState::enabled`].
+    pub enabled: bool,
+    /// [`IrqState::edge`].
+    pub edge: bool,
+    /// [`IrqState::priority`].
+    pub priority: u8,
+    /// [`IrqState::hw`].
+    pub hw: Option<u32>,
+    /// [`IrqState::target`].
+    pub target: Option<u16>,
+    /// The vCPU whose list holds it ([`Backend::listed_on`]).
+    pub listed: Option<u16>,
+}
+
+impl IrqView {
+    /// The view of a full state listed on `listed`.
+    pub fn of(st: &IrqState, listed: Option<usize>) -> Self {
+        Self {
+            dynamic: Dynamic::of(st),
+            enabled: st.enabled,
+            edge: st.edge,
+            priority: st.priority,
+            hw: st.hw,
+            target: st.target,
+            listed: listed.and_then(|l| u16::try_from(l).ok()),
+        }
+    }
+
+    /// Whether `flag` is set in the dynamic status.
+    #[inline]
+    pub fn has(&self, flag: Status) -> bool {
+        self.dynamic.status.contains(flag)
+    }
+
+    /// [`IrqState::is_pending`].
+    #[inline]
+    pub fn is_pending(&self, v2_sgi: bool) -> bool {
+        self.dynamic
+            .is_pending(v2_sgi, self.edge, self.hw.is_some())
+    }
+
+    /// Enabled, pending and routed to a vCPU (the distributor's enable
+    /// aside).
+    #[inline]
+    pub fn deliverable(&self, v2_sgi: bool) -> bool {
+        self.enabled && self.is_pending(v2_sgi) && self.target.is_some()
+    }
+}
+
+/// How [`Backend::update`] changes an interrupt's dynamic state, given
+/// its view.
+pub trait Update: FnOnce(&IrqView) -> Dynamic {}
+
+impl<F: FnOnce(&IrqView) -> Dynamic> Update for F {}
+
 /// Storage and delivery order of interrupt state; implemented by
 /// [`crate::classic::Classic`] and [`crate::perirq::PerIrq`].
 ///
@@ -70,6 +228,12 @@ impl IrqState {
 /// nr_spis`, `vcpu < nr_vcpus`. Implementations must nevertheless not
 /// panic on out-of-range values (return the default state, ignore stores).
 pub trait Backend: Clone + core::fmt::Debug {
+    /// Whether [`crate::Emulator`] may take its direct paths (injection
+    /// without a full [`load`](Self::load)/[`store`](Self::store) round
+    /// trip, the fast identification-register read). Only [`Reference`]
+    /// turns them off.
+    const DIRECT: bool = true;
+
     /// Creates storage for `nr_vcpus` vCPUs and `nr_spis` SPIs. `v2`
     /// selects GICv2 SGI semantics for queueing decisions.
     fn create(nr_vcpus: usize, nr_spis: usize, v2: bool) -> Self;
@@ -94,10 +258,121 @@ pub trait Backend: Clone + core::fmt::Debug {
     fn set_overflow(&mut self, vcpu: usize, intids: &[u32]);
     /// Number of interrupts waiting for a free list register on `vcpu`.
     fn overflow_len(&self, vcpu: usize) -> usize;
+
+    /// Puts the INTIDs queued on `vcpu` in delivery order (what
+    /// [`queued`](Self::queued) would append) where
+    /// [`queued_at`](Self::queued_at) reads them, and returns how many
+    /// there are. The order holds until the next
+    /// [`store`](Self::store) or [`update`](Self::update) that changes a
+    /// queue (one that only marks a queued interrupt as held in a list
+    /// register does not).
+    fn sort_queue(&mut self, vcpu: usize) -> usize;
+    /// Entry `i` of the order [`sort_queue`](Self::sort_queue) made.
+    fn queued_at(&self, vcpu: usize, i: usize) -> Option<u32>;
+
+    /// The dynamic state, delivery configuration and listing of `intid`:
+    /// [`IrqView::of`] its [`load`](Self::load)ed state and
+    /// [`listed_on`](Self::listed_on).
+    fn view(&self, vcpu: usize, intid: u32) -> IrqView {
+        IrqView::of(&self.load(vcpu, intid), self.listed_on(vcpu, intid))
+    }
+    /// Replaces the dynamic state of `intid` with what `f` makes of its
+    /// [`view`](Self::view), and returns the view before and the new
+    /// dynamic state. The same as a [`store`](Self::store) of the loaded
+    /// state with the new dynamic state applied (and nothing when it is
+    /// unchanged: a store of the state as loaded changes nothing).
+    fn update<F: Update>(&mut self, vcpu: usize, intid: u32, f: F) -> (IrqView, Dynamic) {
+        let view = self.view(vcpu, intid);
+        let d = f(&view);
+        if d != view.dynamic {
+            let mut st = self.load(vcpu, intid);
+            d.apply(&mut st);
+            self.store(vcpu, intid, st);
+        }
+        (view, d)
+    }
 }
 
 /// Delivery order key shared by the models: active first, then priority,
 /// then INTID.
 pub(crate) fn order_key(st: &IrqState, intid: u32) -> (bool, u8, u32) {
     (!st.active, st.priority, intid)
+}
+
+/// Where a store leaves `intid` (banked on `vcpu`) in the state `st`,
+/// given the vCPU whose list holds it now (`cur`): held where it is while
+/// in a list register or active there, queued on its owner (the bank, or
+/// the SPI's target) while pending or active, unlisted otherwise.
+#[inline]
+pub(crate) fn queue_dest(
+    vcpu: usize,
+    intid: u32,
+    v2: bool,
+    st: &IrqView,
+    cur: Option<usize>,
+) -> Option<usize> {
+    let d = &st.dynamic;
+    let pinned =
+        d.status.contains(Status::IN_LR) || (d.status.contains(Status::ACTIVE) && cur.is_some());
+    let want = d.wants_queue(v2 && intid < crate::PPI_BASE, st.edge, st.hw.is_some());
+    match (cur, want) {
+        (Some(c), _) if pinned => Some(c),
+        (_, true) if intid < crate::NR_PRIVATE => Some(vcpu),
+        (_, true) => st.target.map(usize::from),
+        (_, false) => None,
+    }
+}
+
+/// A backend that forwards [`load`](Backend::load), [`store`](Backend::store)
+/// and the queue primitives to `B` but uses the generic implementations of
+/// everything else: [`view`](Backend::view) and
+/// [`update`](Backend::update) through full loads and stores, the
+/// delivery order copied out with [`queued`](Backend::queued), and none of
+/// the [`crate::Emulator`]'s direct paths. An `Emulator<Reference<B>>`
+/// must behave exactly like an `Emulator<B>`; tests and fuzzing compare
+/// the two.
+#[derive(Clone, Debug)]
+pub struct Reference<B> {
+    inner: B,
+    order: Vec<u32>,
+}
+
+impl<B: Backend> Backend for Reference<B> {
+    const DIRECT: bool = false;
+
+    fn create(nr_vcpus: usize, nr_spis: usize, v2: bool) -> Self {
+        Self {
+            inner: B::create(nr_vcpus, nr_spis, v2),
+            order: Vec::new(),
+        }
+    }
+    fn load(&self, vcpu: usize, intid: u32) -> IrqState {
+        self.inner.load(vcpu, intid)
+    }
+    fn store(&mut self, vcpu: usize, intid: u32, st: IrqState) {
+        self.inner.store(vcpu, intid, st);
+    }
+    fn queued(&mut self, vcpu: usize, out: &mut Vec<u32>) {
+        self.inner.queued(vcpu, out);
+    }
+    fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        self.inner.listed_on(vcpu, intid)
+    }
+    fn for_each_queued(&self, vcpu: usize, f: &mut dyn FnMut(u32)) {
+        self.inner.for_each_queued(vcpu, f);
+    }
+    fn set_overflow(&mut self, vcpu: usize, intids: &[u32]) {
+        self.inner.set_overflow(vcpu, intids);
+    }
+    fn overflow_len(&self, vcpu: usize) -> usize {
+        self.inner.overflow_len(vcpu)
+    }
+    fn sort_queue(&mut self, vcpu: usize) -> usize {
+        self.order.clear();
+        self.inner.queued(vcpu, &mut self.order);
+        self.order.len()
+    }
+    fn queued_at(&self, _vcpu: usize, i: usize) -> Option<u32> {
+        self.order.get(i).copied()
+    }
 }
