@@ -141,13 +141,16 @@ const FRAME_SIZE: usize = core::mem::size_of::<crate::exception::TrapFrame>();
 global_asm!(
     r#"
     /* Save the interrupted context as a TrapFrame on the EL2 stack and call
-       handle_exception(kind, frame). Each vector slot has room for 32
-       instructions, so the slots only save x0/x1 and branch here. */
-    .macro vector kind
+       the slot's handler(frame, kind): the guest's synchronous exceptions
+       and interrupts go straight to their own handlers, everything else to
+       handle_exception. Each vector slot has room for 32 instructions, so
+       the slots only save x0/x1, name their handler and branch here. */
+    .macro vector kind, handler=handle_exception
     .balign 0x80
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp, #0]
-    mov     x0, #\kind
+    adr     x0, \handler
+    mov     x1, #\kind
     b       exception_common
     .endm
 
@@ -163,12 +166,12 @@ exception_vectors:
     vector 5    /* current EL, SP_ELx: IRQ */
     vector 6    /* current EL, SP_ELx: FIQ */
     vector 7    /* current EL, SP_ELx: SError */
-    vector 8    /* lower EL, AArch64: sync */
-    vector 9    /* lower EL, AArch64: IRQ */
+    vector 8, guest_sync_entry  /* lower EL, AArch64: sync */
+    vector 9, guest_irq_entry   /* lower EL, AArch64: IRQ */
     vector 10   /* lower EL, AArch64: FIQ */
     vector 11   /* lower EL, AArch64: SError */
-    vector 12   /* lower EL, AArch32: sync */
-    vector 13   /* lower EL, AArch32: IRQ */
+    vector 12, guest_sync_entry /* lower EL, AArch32: sync */
+    vector 13, guest_irq_entry  /* lower EL, AArch32: IRQ */
     vector 14   /* lower EL, AArch32: FIQ */
     vector 15   /* lower EL, AArch32: SError */
 
@@ -191,8 +194,10 @@ exception_common:
     stp     x30, x2, [sp, #16 * 15]
     mrs     x2, spsr_el2
     str     x2, [sp, #16 * 16]
-    mov     x1, sp
-    bl      handle_exception
+    /* handler(frame, kind): x0 holds the slot's handler, x1 its number. */
+    mov     x16, x0
+    mov     x0, sp
+    blr     x16
 
     /* Return to the (possibly modified) frame at sp. */
     .global exception_return

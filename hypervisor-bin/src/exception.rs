@@ -21,17 +21,15 @@ pub struct TrapFrame {
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
-/// Vector slots (Arm ARM DDI 0487, D1.10.2 "Exception vectors").
+/// Vector slots (Arm ARM DDI 0487, D1.10.2 "Exception vectors"). Slots 8
+/// and 12 (lower EL sync) and 9 and 13 (lower EL IRQ) have their own entry
+/// points, named in `boot.rs`.
 mod kind {
     pub const CURRENT_SP0_SYNC: u64 = 0;
     pub const CURRENT_SYNC: u64 = 4;
     pub const CURRENT_IRQ: u64 = 5;
-    pub const LOWER_SYNC: u64 = 8;
-    pub const LOWER_IRQ: u64 = 9;
     pub const LOWER_FIQ: u64 = 10;
     pub const LOWER_SERROR: u64 = 11;
-    pub const LOWER32_SYNC: u64 = 12;
-    pub const LOWER32_IRQ: u64 = 13;
     pub const LOWER32_FIQ: u64 = 14;
     pub const LOWER32_SERROR: u64 = 15;
 }
@@ -46,28 +44,31 @@ fn esr_far() -> (u64, u64) {
     (esr, far)
 }
 
-/// Called by the vectors with the slot number and the saved frame.
+/// The vectors' entry for a guest's synchronous exceptions (AArch64 and
+/// AArch32 lower-EL slots: the same syndromes).
 #[unsafe(no_mangle)]
-extern "C" fn handle_exception(kind: u64, frame: &mut TrapFrame) {
-    // The common cases first, one comparison each.
-    if kind == kind::LOWER_SYNC {
-        return crate::vcpu::handle_guest_sync(frame);
-    }
-    if kind == kind::LOWER_IRQ {
-        return crate::vcpu::handle_guest_irq();
-    }
+extern "C" fn guest_sync_entry(frame: &mut TrapFrame, _kind: u64) {
+    crate::vcpu::handle_guest_sync(frame);
+}
+
+/// The vectors' entry for physical interrupts that interrupted a guest.
+#[unsafe(no_mangle)]
+extern "C" fn guest_irq_entry(_frame: &mut TrapFrame, _kind: u64) {
+    crate::vcpu::handle_guest_irq();
+}
+
+/// Called by the other vector slots with the saved frame and the slot
+/// number.
+#[unsafe(no_mangle)]
+extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
     match kind {
         kind::CURRENT_IRQ => {
             if let Some(gic) = GIC.get() {
                 drain_irqs(gic, false);
             }
         }
-        // A guest's EL0 may run AArch32 code: its traps and interrupts come
-        // through the AArch32 lower-EL slots with the same syndromes.
-        kind::LOWER_IRQ | kind::LOWER32_IRQ | kind::LOWER_FIQ | kind::LOWER32_FIQ => {
-            crate::vcpu::handle_guest_irq();
-        }
-        kind::LOWER_SYNC | kind::LOWER32_SYNC => crate::vcpu::handle_guest_sync(frame),
+        // FIQs are not used by the host; a guest's go the IRQ way.
+        kind::LOWER_FIQ | kind::LOWER32_FIQ => crate::vcpu::handle_guest_irq(),
         kind::LOWER_SERROR | kind::LOWER32_SERROR => {
             let (esr, _) = esr_far();
             crate::vcpu::guest_serror(esr, frame.elr);

@@ -129,6 +129,7 @@ impl ListRegisters for HwLrs {
         }
     }
 
+    #[inline]
     fn read(&self, i: usize) -> LrState {
         if i >= self.count() {
             return LrState::INVALID;
@@ -143,6 +144,7 @@ impl ListRegisters for HwLrs {
         }
     }
 
+    #[inline]
     fn write(&mut self, i: usize, lr: LrState) {
         if i >= self.count() {
             return;
