@@ -513,12 +513,22 @@ fn kick_bits(dom: &Domain, mut bits: u128) {
 
 /// Passes a change of the vPL011's interrupt output to the vGIC (`own`:
 /// the vCPU that exited, if any, which needs no kick).
+#[inline]
 fn update_uart_line(rt: &mut DomainRt, after: &mut After, own: usize) {
+    if rt
+        .uart
+        .as_ref()
+        .is_some_and(|u| u.dev.irq_level() != rt.uart_line)
+    {
+        uart_line_changed(rt, after, own);
+    }
+}
+
+/// The rare part of [`update_uart_line`]: the line changed.
+#[inline(never)]
+fn uart_line_changed(rt: &mut DomainRt, after: &mut After, own: usize) {
     let Some(u) = rt.uart.as_ref() else { return };
     let level = u.dev.irq_level();
-    if level == rt.uart_line {
-        return;
-    }
     let spi = u.config.spi;
     rt.uart_line = level;
     if let Ok(Some(v)) = rt.vgic.set_line(VcpuId(0), spi, level) {
@@ -644,12 +654,14 @@ fn mmio(
         let id = u.console;
         if a.write {
             let v = a.store_value(reg(frame, a.reg));
-            u.dev.write(off, a.size, v).map_err(MmioFault::Uart)?;
-            // At most a FIFO's worth is waiting: no heap allocation needed.
+            // The transmit FIFO drains at once: at most a FIFO's worth comes
+            // out, so no heap allocation is needed.
             let mut out = heapless::Vec::<u8, { tessel_vpl011::FIFO_DEPTH }>::new();
-            u.dev.drain_tx(|b| {
-                let _ = out.push(b);
-            });
+            u.dev
+                .write_through(off, a.size, v, |b| {
+                    let _ = out.push(b);
+                })
+                .map_err(MmioFault::Uart)?;
             // Lock order: the domain's state, then the mux.
             guest_output(id, &out);
         } else {

@@ -399,6 +399,32 @@ impl<I: IrqLine> Vpl011<I> {
         n
     }
 
+    /// A trapped guest write followed by [`drain_tx`](Self::drain_tx), as
+    /// the hypervisor does on every write: same result, same final state
+    /// and same bytes for `sink`. A byte written to UARTDR while the
+    /// transmit FIFO is empty goes straight to `sink` instead of through
+    /// the FIFO, so the interrupt line is re-evaluated once, not twice (a
+    /// transient change between the write and the drain is not shown).
+    /// Returns the number of bytes drained.
+    pub fn write_through(
+        &mut self,
+        offset: u64,
+        size: AccessSize,
+        value: u64,
+        mut sink: impl FnMut(u8),
+    ) -> Result<usize, MmioError> {
+        if offset == regs::DR && size != AccessSize::Double && self.tx.is_empty() {
+            // Any width at offset 0 is aligned, and the low byte is the
+            // character; an empty FIFO always has room for it.
+            sink(value as u8);
+            self.tx_event();
+            self.update_irq();
+            return Ok(1);
+        }
+        self.write(offset, size, value)?;
+        Ok(self.drain_tx(sink))
+    }
+
     /// Re-evaluates TX after the transmit FIFO level changed.
     fn tx_event(&mut self) {
         if self.tx.len() <= self.tx_trigger() {

@@ -444,6 +444,36 @@ proptest! {
         }
     }
 
+    /// `write_through` is `write` then `drain_tx`: same result, same
+    /// state, same bytes out, same line level, for any sequence.
+    #[test]
+    fn write_through_is_write_then_drain(ops in proptest::collection::vec(op(), 1..60)) {
+        let (mut a, mut b) = (uart(), uart());
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        for op in ops {
+            match op {
+                Op::Read(o, s) => {
+                    prop_assert_eq!(a.read(o, size(s)), b.read(o, size(s)));
+                }
+                Op::Write(o, s, v) => {
+                    let ra = a.write_through(o, size(s), v, |x| out_a.push(x));
+                    let rb = b.write(o, size(s), v).map(|()| b.drain_tx(|x| out_b.push(x)));
+                    prop_assert_eq!(ra, rb);
+                }
+                Op::Receive(bytes) => {
+                    prop_assert_eq!(a.receive(&bytes), b.receive(&bytes));
+                }
+                Op::Drain => {
+                    a.drain_tx(|x| out_a.push(x));
+                    b.drain_tx(|x| out_b.push(x));
+                }
+            }
+            prop_assert_eq!(a.state(), b.state());
+            prop_assert_eq!(a.irq_level(), b.irq_level());
+            prop_assert_eq!(&out_a, &out_b);
+        }
+    }
+
     /// Console output never loses or reorders a byte, whatever the chunking.
     #[test]
     fn console_output_is_lossless(chunks in proptest::collection::vec(
