@@ -250,6 +250,7 @@ pub enum FaultStatus {
 
 impl FaultStatus {
     /// Decodes a 6-bit fault status code.
+    #[inline]
     pub const fn from_raw(fsc: u8) -> Self {
         let level = fsc & 0b11;
         match fsc & 0x3f {
@@ -376,6 +377,7 @@ impl MmioAccess {
     /// SSE, and cut to 32 bits (upper half zero) for a Wt register.
     ///
     /// Returns `None` for XZR, whose writes are discarded.
+    #[inline]
     pub const fn load_value(&self, raw: u64) -> Option<u64> {
         if self.is_zero_register() {
             return None;
