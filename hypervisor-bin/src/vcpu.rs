@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 use tessel_trap::esr::{self, Exception, WfxKind};
 use tessel_trap::{PsciAction, StopReason};
 use tessel_vgic::lr::{ListRegisters, LrState};
-use tessel_vgic::{Kicks, RegionKind, SgiRegister, VcpuId, VirtualGic};
+use tessel_vgic::{Kicks, SgiRegister, VcpuId, VgicError, VirtualGic};
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I and F masked
 /// (Arm ARM DDI 0487, C5.2.19 "SPSR_EL2").
@@ -415,7 +415,7 @@ pub fn handle_guest_sync(frame: &mut TrapFrame) {
             )));
         }
     }
-    finish_exit(cur, rt, after);
+    finish_exit(cur, rt, &mut after);
 }
 
 /// GICv3 SGI-generation registers (IHI 0069, 12.2.19-21): ICC_SGI1R_EL1
@@ -450,10 +450,13 @@ fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
 /// its domain stopped, otherwise refreshes its list registers; then, with
 /// the lock released, does what the exit left in `after`.
 #[inline(always)]
-fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, mut after: After) {
+///
+/// `after` is borrowed, not moved: moving it made the compiler copy it
+/// with `memcpy` on every exit.
+fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, after: &mut After) {
     let stopped = rt.state.is_stopped();
     if !stopped {
-        refresh(&mut rt, cur.vcpu, &mut after);
+        refresh(&mut rt, cur.vcpu, after);
         if after.wait && rt.vgic.has_deliverable(VcpuId(cur.vcpu)) {
             after.wait = false;
         }
@@ -466,9 +469,9 @@ fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, mut after: After) 
 
 /// The uncommon tail of [`finish_exit`].
 #[inline(never)]
-fn finish_slow(cur: Current, after: After, stopped: bool) {
+fn finish_slow(cur: Current, after: &mut After, stopped: bool) {
     kick_bits(cur.dom, after.kicks);
-    match after.deferred {
+    match core::mem::take(&mut after.deferred) {
         Deferred::None => {}
         Deferred::Fault(f) => report_fault(cur.dom, &f),
         Deferred::Start(p, entry, context_id) => request_start(p, entry, context_id),
@@ -677,33 +680,32 @@ fn mmio(
         update_uart_line(rt, after, cur.vcpu);
         return Ok(());
     }
-    let in_vgic = rt.vgic.regions().iter().any(|r| {
-        matches!(
-            r.kind,
-            RegionKind::Distributor | RegionKind::Redistributor { .. }
-        ) && r.range.contains(a.ipa)
-    });
-    if !in_vgic {
-        return Err(MmioFault::NoDevice(a.ipa));
-    }
+    // The vGIC finds the frame itself; an address in none of its frames
+    // is no device at all.
     let vcpu = VcpuId(cur.vcpu);
     if a.write {
         let v = a.store_value(reg(frame, a.reg));
         let kicks = rt
             .vgic
             .mmio_write(vcpu, a.ipa, a.size, v)
-            .map_err(MmioFault::Vgic)?;
+            .map_err(vgic_fault)?;
         after.kick(kicks, cur.vcpu);
     } else {
-        let raw = rt
-            .vgic
-            .mmio_read(vcpu, a.ipa, a.size)
-            .map_err(MmioFault::Vgic)?;
+        let raw = rt.vgic.mmio_read(vcpu, a.ipa, a.size).map_err(vgic_fault)?;
         if let Some(v) = a.load_value(raw) {
             set_reg(frame, a.reg, v);
         }
     }
     Ok(())
+}
+
+/// A vGIC access error as a fault: [`MmioFault::NoDevice`] outside every
+/// vGIC frame, the vGIC's own reason inside one.
+fn vgic_fault(e: VgicError) -> MmioFault {
+    match e {
+        VgicError::Unmapped { gpa } => MmioFault::NoDevice(gpa),
+        e => MmioFault::Vgic(e),
+    }
 }
 
 /// The physical console as the mux's output.
@@ -868,7 +870,7 @@ pub fn handle_guest_irq() {
         Some(rt) => rt,
         None => cur.dom.rt.lock(),
     };
-    finish_exit(cur, rt, after);
+    finish_exit(cur, rt, &mut after);
 }
 
 /// Injects `irq` (the virtual timer or one of this domain's SPIs, both
@@ -888,9 +890,12 @@ fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut
     };
     match rt.vgic.inject(VcpuId(vcpu), irq) {
         Ok(target) => {
-            let mut k = Kicks::NONE;
-            k.add_opt(target);
-            after.kick(k, cur.vcpu);
+            // The running vCPU refreshes on its way back in anyway.
+            if let Some(t) = target.filter(|t| t.0 != cur.vcpu) {
+                let mut k = Kicks::NONE;
+                k.add(t);
+                after.kicks |= k.bits();
+            }
             true
         }
         Err(_) => false,

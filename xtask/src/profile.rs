@@ -129,18 +129,29 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
 struct Class {
     lengths: Vec<usize>,
     exits: Vec<Vec<(usize, usize)>>,
+    /// Per exit, instructions by link-time address (for `pcs_out`).
+    pcs: Vec<Vec<(u64, usize)>>,
 }
 
 /// Reads the trace and prints the table; returns the text. `syms` are at
 /// link-time addresses: the first instruction executed past QEMU's boot
 /// stub is the image's entry, which gives the load address.
-fn analyse(trace: impl BufRead, mut syms: Symbols) -> Result<String> {
+///
+/// With `pcs_out`, also appends to it, per class, the instructions per exit
+/// at each link-time address, averaged over the exits near the median: the
+/// input for mapping a path to source lines (`llvm-objdump -d -l`).
+fn analyse(
+    trace: impl BufRead,
+    mut syms: Symbols,
+    mut pcs_out: Option<&mut String>,
+) -> Result<String> {
     let image_entry = syms
         .names
         .iter()
         .position(|n| n == IMAGE_ENTRY)
         .map(|i| syms.starts[i])
         .ok_or_else(|| format!("no {IMAGE_ENTRY} symbol in the hypervisor ELF"))?;
+    let link_start = syms.starts.first().copied().unwrap_or(0);
     let mut lines = trace.lines();
     loop {
         let line = lines
@@ -152,6 +163,8 @@ fn analyse(trace: impl BufRead, mut syms: Symbols) -> Result<String> {
             break;
         }
     }
+    let delta = syms.starts.first().copied().unwrap_or(0) - link_start;
+    let want_pcs = pcs_out.is_some();
     let syms = &syms;
     let vectors = syms
         .names
@@ -159,14 +172,15 @@ fn analyse(trace: impl BufRead, mut syms: Symbols) -> Result<String> {
         .position(|n| n == VECTORS_SYMBOL)
         .ok_or_else(|| format!("no {VECTORS_SYMBOL} symbol in the hypervisor ELF"))?;
     let mut classes: BTreeMap<&'static str, Class> = BTreeMap::new();
-    let mut cur: Option<(Option<u64>, HashMap<usize, usize>)> = None;
+    type Exit = (Option<u64>, HashMap<usize, usize>, HashMap<u64, usize>);
+    let mut cur: Option<Exit> = None;
     let mut prev = None;
-    let close = |(slot, counts): (Option<u64>, HashMap<usize, usize>),
-                 classes: &mut BTreeMap<&'static str, Class>| {
+    let close = |(slot, counts, pcs): Exit, classes: &mut BTreeMap<&'static str, Class>| {
         let ran: Vec<&str> = counts.keys().map(|&i| syms.names[i].as_str()).collect();
         let class = classes.entry(classify(slot, &ran)).or_default();
         class.lengths.push(counts.values().sum());
         class.exits.push(counts.into_iter().collect());
+        class.pcs.push(pcs.into_iter().collect());
     };
     for line in lines {
         let line = line.map_err(|e| format!("reading the trace: {e}"))?;
@@ -178,11 +192,18 @@ fn analyse(trace: impl BufRead, mut syms: Symbols) -> Result<String> {
             if let Some(done) = cur.take() {
                 close(done, &mut classes);
             }
-            cur = Some((Some((pc - syms.starts[f]) / 0x80), HashMap::new()));
+            cur = Some((
+                Some((pc - syms.starts[f]) / 0x80),
+                HashMap::new(),
+                HashMap::new(),
+            ));
         }
         prev = Some(f);
-        if let Some((_, c)) = cur.as_mut() {
+        if let Some((_, c, p)) = cur.as_mut() {
             *c.entry(f).or_default() += 1;
+            if want_pcs {
+                *p.entry(pc - delta).or_default() += 1;
+            }
         }
     }
     if let Some(done) = cur.take() {
@@ -195,13 +216,25 @@ fn analyse(trace: impl BufRead, mut syms: Symbols) -> Result<String> {
         let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
         let near = |n: usize| n.abs_diff(median) <= (median / 20).max(8);
         let mut per_fn: HashMap<usize, usize> = HashMap::new();
+        let mut per_pc: BTreeMap<u64, usize> = BTreeMap::new();
         let mut picked = 0usize;
-        for (exit, &len) in class.exits.iter().zip(&class.lengths) {
+        for ((exit, pcs), &len) in class.exits.iter().zip(&class.pcs).zip(&class.lengths) {
             if near(len) {
                 picked += 1;
                 for &(f, n) in exit {
                     *per_fn.entry(f).or_default() += n;
                 }
+                for &(pc, n) in pcs {
+                    *per_pc.entry(pc).or_default() += n;
+                }
+            }
+        }
+        if let Some(o) = pcs_out.as_deref_mut() {
+            for (pc, n) in &per_pc {
+                o.push_str(&format!(
+                    "{name}\t{pc:#x}\t{:.2}\n",
+                    *n as f64 / picked.max(1) as f64
+                ));
             }
         }
         out.push_str(&format!(
@@ -259,7 +292,17 @@ pub fn run(gic: Gic) -> Result<bool> {
         text
     });
     let trace = child.stderr.take().ok_or("no QEMU stderr")?;
-    let table = analyse(BufReader::with_capacity(1 << 20, trace), syms);
+    // TESSEL_PROFILE_PCS=<file>: also write instructions per address.
+    let pcs_path = std::env::var_os("TESSEL_PROFILE_PCS");
+    let mut pcs = String::new();
+    let table = analyse(
+        BufReader::with_capacity(1 << 20, trace),
+        syms,
+        pcs_path.is_some().then_some(&mut pcs),
+    );
+    if let Some(p) = &pcs_path {
+        util::write(Path::new(p), &pcs)?;
+    }
     let _ = child.wait();
     let console = console.join().unwrap_or_default();
     let log = dir.join(format!("{}-profile.log", sc.name));
@@ -313,7 +356,9 @@ mod tests {
             trace.push_str(&line(0x5000_0000));
             trace.push_str(&line(0x5000_0004));
         }
-        let out = analyse(trace.as_bytes(), Symbols::parse(NM)).unwrap();
+        let mut pcs = String::new();
+        let out = analyse(trace.as_bytes(), Symbols::parse(NM), Some(&mut pcs)).unwrap();
+        assert!(pcs.contains("PSCI call\t0x1000\t1.00\n"), "{pcs}");
         assert!(
             out.starts_with("PSCI call: 2 exits, median 9 hypervisor instructions"),
             "{out}"
