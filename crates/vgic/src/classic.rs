@@ -274,6 +274,11 @@ impl Backend for Classic {
     }
 
     #[inline]
+    fn queue_len(&self, vcpu: usize) -> usize {
+        self.vcpus.get(vcpu).map_or(0, |c| c.inflight.len())
+    }
+
+    #[inline]
     fn view(&self, vcpu: usize, intid: u32) -> IrqView {
         match self.parts(vcpu, intid) {
             Some((r, p)) => Self::view_of(r, p, intid),

@@ -223,6 +223,10 @@ impl Backend for PerIrq {
         self.ap_list.get(vcpu)?.get(i).copied()
     }
 
+    fn queue_len(&self, vcpu: usize) -> usize {
+        self.ap_list.get(vcpu).map_or(0, Vec::len)
+    }
+
     fn update<F: Update>(&mut self, vcpu: usize, intid: u32, f: F) -> (IrqView, Dynamic) {
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return (IrqView::default(), Dynamic::default());

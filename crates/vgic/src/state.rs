@@ -269,6 +269,10 @@ pub trait Backend: Clone + core::fmt::Debug {
     fn sort_queue(&mut self, vcpu: usize) -> usize;
     /// Entry `i` of the order [`sort_queue`](Self::sort_queue) made.
     fn queued_at(&self, vcpu: usize, i: usize) -> Option<u32>;
+    /// How many entries [`queued_at`](Self::queued_at) reads now: what
+    /// [`sort_queue`](Self::sort_queue) returned, plus what joined the
+    /// queue since (and less what left it), without sorting or pruning.
+    fn queue_len(&self, vcpu: usize) -> usize;
 
     /// The dynamic state, delivery configuration and listing of `intid`:
     /// [`IrqView::of`] its [`load`](Self::load)ed state and
@@ -374,5 +378,8 @@ impl<B: Backend> Backend for Reference<B> {
     }
     fn queued_at(&self, _vcpu: usize, i: usize) -> Option<u32> {
         self.order.get(i).copied()
+    }
+    fn queue_len(&self, _vcpu: usize) -> usize {
+        self.order.len()
     }
 }
