@@ -93,24 +93,35 @@ pub enum HwLrs {
 }
 
 /// Implemented list registers per pCPU, read once from ICH_VTR_EL2 or
-/// GICH_VTR (0 until then): every exit builds an [`HwLrs`].
+/// GICH_VTR (0 until then), with [`COUNT_V2`] set on a GICv2: every exit
+/// builds an [`HwLrs`].
 static COUNT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// In a [`COUNT`] slot: the list registers are GICv2 ones.
+const COUNT_V2: u8 = 0x80;
 
 impl HwLrs {
     /// The list registers of the calling CPU, or `None` without a virtual
     /// interface.
     #[inline]
     pub fn this_cpu() -> Option<Self> {
-        let gic = GIC.get()?;
         let slot = COUNT.get(super::this_cpu())?;
-        let mut count = usize::from(slot.load(Ordering::Relaxed));
+        let cached = slot.load(Ordering::Relaxed);
+        // A GICv3 CPU that was seen before (so `GIC` is set): the slot
+        // alone says everything, which spares every exit the `GIC` lookup.
+        if cached != 0 && cached & COUNT_V2 == 0 {
+            return Some(HwLrs::V3 {
+                count: usize::from(cached),
+            });
+        }
+        let gic = GIC.get()?;
+        let mut count = usize::from(cached & !COUNT_V2);
         if count == 0 {
-            count = match gic {
-                Gic::V3(_) => (ich_vtr() & 0x1f) as usize + 1,
-                Gic::V2(g) => (g.gich()?.read32(GICH_VTR) & 0x3f) as usize + 1,
-            }
-            .min(MAX_LRS);
-            slot.store(count as u8, Ordering::Relaxed);
+            let (n, flag) = match gic {
+                Gic::V3(_) => ((ich_vtr() & 0x1f) as usize + 1, 0),
+                Gic::V2(g) => ((g.gich()?.read32(GICH_VTR) & 0x3f) as usize + 1, COUNT_V2),
+            };
+            count = n.min(MAX_LRS);
+            slot.store(count as u8 | flag, Ordering::Relaxed);
         }
         match gic {
             Gic::V3(_) => Some(HwLrs::V3 { count }),
