@@ -674,9 +674,9 @@ impl<B: Backend> Emulator<B> {
             // The list register's state, if it still holds the interrupt
             // (otherwise software changed it meanwhile: keep the software
             // view).
-            let lr = if i < n { Some(lrs.read(i)) } else { None }
-                .filter(|lr| lr.intid == intid)
-                .map(|lr| lr.state);
+            let lr = if i < n { Some(lrs.read_state(i)) } else { None }
+                .filter(|(id, _)| *id == intid)
+                .map(|(_, state)| state);
             let (st, d) = backend.update(v, intid, |st| {
                 folded(st.dynamic, lr, wrote_pending, v2 && intid < PPI_BASE)
             });
@@ -729,11 +729,11 @@ impl<B: Backend> Emulator<B> {
         {
             let same_generation = shadow.generation == self.generation;
             if shadow.used == 1 {
-                let r = lrs.read(0);
-                if same_generation && r == shadow.lrs[0] {
+                if same_generation && lrs.read(0) == shadow.lrs[0] {
                     return Ok(());
                 }
-                if self.refresh_one(v, r, lrs) {
+                let (intid, state) = lrs.read_state(0);
+                if self.refresh_one(v, intid, state, lrs) {
                     return Ok(());
                 }
             } else if same_generation
@@ -757,7 +757,8 @@ impl<B: Backend> Emulator<B> {
     }
 
     /// The common delivery exit without the fold and fill loops, for a
-    /// vCPU whose flush used one list register, which now reads `r`: the
+    /// vCPU whose flush used one list register, which now holds `read`
+    /// in `state`: the
     /// interrupt it holds stays pending or active as it was (typically the
     /// guest completed it and its source fired again: a timer tick, an
     /// IPI, a device), it is all that is queued on `vcpu` and nothing
@@ -773,7 +774,8 @@ impl<B: Backend> Emulator<B> {
     fn refresh_one<L: ListRegisters + ?Sized>(
         &mut self,
         v: usize,
-        r: LrState,
+        read: u32,
+        state: LrStatus,
         lrs: &mut L,
     ) -> bool {
         let dist_en = self.dist_enabled();
@@ -790,7 +792,7 @@ impl<B: Backend> Emulator<B> {
         let intid = w.intid;
         if !B::DIRECT
             || shadow.underflow
-            || r.intid != intid
+            || read != intid
             || backend.queue_len(v) != 1
             || backend.queued_at(v, 0) != Some(intid)
             || backend.overflow_len(v) != 0
@@ -807,7 +809,7 @@ impl<B: Backend> Emulator<B> {
             }
             let d = folded(
                 st.dynamic,
-                Some(r.state),
+                Some(state),
                 w.state.is_pending(),
                 v2 && intid < PPI_BASE,
             );
@@ -1709,8 +1711,8 @@ mod tests {
                 // The guest takes and completes it; it fires again.
                 lrs.0[0].state = LrStatus::Invalid;
                 g.inject(VcpuId(0), intid).unwrap();
-                let r = lrs.read(0);
-                assert!(g.refresh_one(0, r, &mut lrs), "INTID {intid}");
+                let (read, state) = lrs.read_state(0);
+                assert!(g.refresh_one(0, read, state, &mut lrs), "INTID {intid}");
                 assert_eq!(lrs.0[0].state, LrStatus::Pending);
             }
             lrs.0[0].state = LrStatus::Invalid;

@@ -9,7 +9,10 @@ use crate::boot::MAX_CPUS;
 use crate::mmio::Mmio;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
-use tessel_vgic::lr::{ListRegisters, LrState, decode_v2, decode_v3, encode_v2, encode_v3};
+use tessel_vgic::lr::{
+    ListRegisters, LrState, LrStatus, decode_v2, decode_v2_state, decode_v3, decode_v3_state,
+    encode_v2, encode_v3,
+};
 
 /// GICH_HCR (IHI 0048B, 5.3.1).
 const GICH_HCR: usize = 0x000;
@@ -152,6 +155,21 @@ impl ListRegisters for HwLrs {
                 decode_v3(v)
             }
             HwLrs::V2 { gich, .. } => decode_v2(gich.read32(GICH_LR0 + 4 * i)),
+        }
+    }
+
+    #[inline]
+    fn read_state(&self, i: usize) -> (u32, LrStatus) {
+        if i >= self.count() {
+            return (0, LrStatus::Invalid);
+        }
+        match self {
+            HwLrs::V3 { .. } => {
+                let mut v: u64 = 0;
+                ich_lr!(read, i, v);
+                decode_v3_state(v)
+            }
+            HwLrs::V2 { gich, .. } => decode_v2_state(gich.read32(GICH_LR0 + 4 * i)),
         }
     }
 
