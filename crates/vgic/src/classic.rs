@@ -286,6 +286,13 @@ impl Backend for Classic {
         }
     }
 
+    #[inline(always)]
+    fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
+        if let Some((_, p)) = self.parts_mut(vcpu, intid) {
+            p.dynamic = d;
+        }
+    }
+
     #[inline]
     fn update<F: Update>(&mut self, vcpu: usize, intid: u32, f: F) -> (IrqView, Dynamic) {
         let v2 = self.v2;

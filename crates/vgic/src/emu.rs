@@ -800,37 +800,31 @@ impl<B: Backend> Emulator<B> {
             return false;
         }
         let me = u16::try_from(v).ok();
-        let mut out = None;
-        backend.update(v, intid, |st| {
-            // Held here, and (an SPI) still targeted here: otherwise the
-            // fold hands it to another vCPU.
-            if !st.has(Status::IN_LR) || st.listed != me || (intid >= SPI_BASE && st.target != me) {
-                return st.dynamic;
-            }
-            let d = folded(
-                st.dynamic,
-                Some(state),
-                w.state.is_pending(),
-                v2 && intid < PPI_BASE,
-            );
-            // Pending, active and the SGI sources as they were: the fold
-            // moves no queue and starts no new generation.
-            if (d.status ^ st.dynamic.status).intersects(Status::PENDING | Status::ACTIVE)
-                || d.sgi_sources != st.dynamic.sgi_sources
-            {
-                return st.dynamic;
-            }
-            match lr_for(&IrqView { dynamic: d, ..*st }, intid, v2, dist_en) {
-                Some((lr, false)) => {
-                    out = Some(lr);
-                    held(d, &lr)
-                }
-                _ => st.dynamic,
-            }
-        });
-        let Some(lr) = out else {
+        let st = backend.view(v, intid);
+        // Held here, and (an SPI) still targeted here: otherwise the fold
+        // hands it to another vCPU.
+        if !st.has(Status::IN_LR) || st.listed != me || (intid >= SPI_BASE && st.target != me) {
+            return false;
+        }
+        let d = folded(
+            st.dynamic,
+            Some(state),
+            w.state.is_pending(),
+            v2 && intid < PPI_BASE,
+        );
+        // Pending, active and the SGI sources as they were: the fold moves
+        // no queue and starts no new generation.
+        if (d.status ^ st.dynamic.status).intersects(Status::PENDING | Status::ACTIVE)
+            || d.sgi_sources != st.dynamic.sgi_sources
+        {
+            return false;
+        }
+        let Some((lr, false)) = lr_for(&IrqView { dynamic: d, ..st }, intid, v2, dist_en) else {
             return false;
         };
+        // Held before and after, active as before: neither the fold nor
+        // the fill would move it in or between queues.
+        backend.set_held(v, intid, held(d, &lr));
         lrs.write(0, lr);
         shadow.lrs[0] = lr;
         shadow.generation = self.generation;

@@ -255,6 +255,12 @@ impl Backend for PerIrq {
         (old, d)
     }
 
+    fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            d.apply(&mut irq.state);
+        }
+    }
+
     fn listed_on(&self, vcpu: usize, intid: u32) -> Option<usize> {
         self.irq(vcpu, intid).and_then(|i| i.vcpu.map(usize::from))
     }

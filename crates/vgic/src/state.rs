@@ -295,6 +295,14 @@ pub trait Backend: Clone + core::fmt::Debug {
         }
         (view, d)
     }
+    /// Replaces the dynamic state of `intid`, which is held in a list
+    /// register of the vCPU whose list holds it, with `d`, in which it is
+    /// still held and active as before: the same as an
+    /// [`update`](Self::update) to `d`, which moves no queue entry for
+    /// such a change, so an implementation may store it directly.
+    fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
+        self.update(vcpu, intid, |_| d);
+    }
 }
 
 /// Delivery order key shared by the models: active first, then priority,
