@@ -8,7 +8,7 @@ use super::{GIC, Gic};
 use crate::boot::MAX_CPUS;
 use crate::mmio::Mmio;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use tessel_vgic::lr::{
     ListRegisters, LrState, LrStatus, decode_v2, decode_v2_state, decode_v3, decode_v3_state,
     encode_v2, encode_v3,
@@ -101,6 +101,9 @@ pub enum HwLrs {
 static COUNT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// In a [`COUNT`] slot: the list registers are GICv2 ones.
 const COUNT_V2: u8 = 0x80;
+/// The GICv2 GICH frame's address, stored before the first [`COUNT`] slot
+/// with [`COUNT_V2`] (0 until then).
+static GICH_BASE: AtomicU64 = AtomicU64::new(0);
 
 impl HwLrs {
     /// The list registers of the calling CPU, or `None` without a virtual
@@ -116,12 +119,29 @@ impl HwLrs {
                 count: usize::from(cached),
             });
         }
+        // Likewise on GICv2, with the GICH frame remembered.
+        if cached & COUNT_V2 != 0 {
+            let base = GICH_BASE.load(Ordering::Relaxed);
+            if base != 0 {
+                return Some(HwLrs::V2 {
+                    // SAFETY: `base` was stored below from the GIC's own
+                    // GICH frame (`GicV2::gich`), which meets `Mmio::new`'s
+                    // contract.
+                    gich: unsafe { Mmio::new(base) },
+                    count: usize::from(cached & !COUNT_V2),
+                });
+            }
+        }
         let gic = GIC.get()?;
         let mut count = usize::from(cached & !COUNT_V2);
         if count == 0 {
             let (n, flag) = match gic {
                 Gic::V3(_) => ((ich_vtr() & 0x1f) as usize + 1, 0),
-                Gic::V2(g) => ((g.gich()?.read32(GICH_VTR) & 0x3f) as usize + 1, COUNT_V2),
+                Gic::V2(g) => {
+                    let gich = g.gich()?;
+                    GICH_BASE.store(gich.base(), Ordering::Relaxed);
+                    ((gich.read32(GICH_VTR) & 0x3f) as usize + 1, COUNT_V2)
+                }
             };
             count = n.min(MAX_LRS);
             slot.store(count as u8 | flag, Ordering::Relaxed);
