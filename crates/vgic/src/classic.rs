@@ -274,10 +274,22 @@ impl Backend for Classic {
     }
 
     #[inline]
+    fn queue_len(&self, vcpu: usize) -> usize {
+        self.vcpus.get(vcpu).map_or(0, |c| c.inflight.len())
+    }
+
+    #[inline]
     fn view(&self, vcpu: usize, intid: u32) -> IrqView {
         match self.parts(vcpu, intid) {
             Some((r, p)) => Self::view_of(r, p, intid),
             None => IrqView::default(),
+        }
+    }
+
+    #[inline(always)]
+    fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
+        if let Some((_, p)) = self.parts_mut(vcpu, intid) {
+            p.dynamic = d;
         }
     }
 

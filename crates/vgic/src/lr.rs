@@ -97,6 +97,13 @@ pub trait ListRegisters {
     fn count(&self) -> usize;
     /// Reads list register `i` (`i < count()`).
     fn read(&self, i: usize) -> LrState;
+    /// The INTID and state of list register `i` (`i < count()`): all that
+    /// folding it back needs, which an implementation may read without
+    /// decoding the rest (see [`decode_v3_state`], [`decode_v2_state`]).
+    fn read_state(&self, i: usize) -> (u32, LrStatus) {
+        let lr = self.read(i);
+        (lr.intid, lr.state)
+    }
     /// Writes list register `i` (`i < count()`).
     fn write(&mut self, i: usize, lr: LrState);
     /// Enables or disables the underflow maintenance interrupt
@@ -128,6 +135,15 @@ pub fn encode_v3(lr: &LrState) -> u64 {
         None => {}
     }
     v | lr.state.bits() << V3_STATE_SHIFT
+}
+
+/// The INTID and state of an `ICH_LR<n>_EL2` value: the fields of
+/// [`decode_v3`] that [`ListRegisters::read_state`] returns.
+pub fn decode_v3_state(v: u64) -> (u32, LrStatus) {
+    (
+        (v & V3_VINTID_MASK) as u32,
+        LrStatus::from_bits(v >> V3_STATE_SHIFT),
+    )
 }
 
 /// Decodes an `ICH_LR<n>_EL2` value.
@@ -174,6 +190,15 @@ pub fn encode_v2(lr: &LrState) -> u32 {
         }
     }
     v
+}
+
+/// The INTID and state of a `GICH_LR<n>` value: the fields of
+/// [`decode_v2`] that [`ListRegisters::read_state`] returns.
+pub fn decode_v2_state(v: u32) -> (u32, LrStatus) {
+    (
+        v & V2_VID_MASK,
+        LrStatus::from_bits(u64::from(v >> V2_STATE_SHIFT)),
+    )
 }
 
 /// Decodes a `GICH_LR<n>` value.
@@ -274,6 +299,14 @@ mod tests {
         #[test]
         fn v2_roundtrip(lr in arb_lr(1020, true)) {
             prop_assert_eq!(decode_v2(encode_v2(&lr)), lr);
+        }
+
+        #[test]
+        fn state_decoders_agree(raw in any::<u64>()) {
+            let v3 = decode_v3(raw);
+            prop_assert_eq!(decode_v3_state(raw), (v3.intid, v3.state));
+            let v2 = decode_v2(raw as u32);
+            prop_assert_eq!(decode_v2_state(raw as u32), (v2.intid, v2.state));
         }
 
         #[test]

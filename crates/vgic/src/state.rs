@@ -269,6 +269,10 @@ pub trait Backend: Clone + core::fmt::Debug {
     fn sort_queue(&mut self, vcpu: usize) -> usize;
     /// Entry `i` of the order [`sort_queue`](Self::sort_queue) made.
     fn queued_at(&self, vcpu: usize, i: usize) -> Option<u32>;
+    /// How many entries [`queued_at`](Self::queued_at) reads now: what
+    /// [`sort_queue`](Self::sort_queue) returned, plus what joined the
+    /// queue since (and less what left it), without sorting or pruning.
+    fn queue_len(&self, vcpu: usize) -> usize;
 
     /// The dynamic state, delivery configuration and listing of `intid`:
     /// [`IrqView::of`] its [`load`](Self::load)ed state and
@@ -290,6 +294,14 @@ pub trait Backend: Clone + core::fmt::Debug {
             self.store(vcpu, intid, st);
         }
         (view, d)
+    }
+    /// Replaces the dynamic state of `intid`, which is held in a list
+    /// register of the vCPU whose list holds it, with `d`, in which it is
+    /// still held and active as before: the same as an
+    /// [`update`](Self::update) to `d`, which moves no queue entry for
+    /// such a change, so an implementation may store it directly.
+    fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
+        self.update(vcpu, intid, |_| d);
     }
 }
 
@@ -374,5 +386,8 @@ impl<B: Backend> Backend for Reference<B> {
     }
     fn queued_at(&self, _vcpu: usize, i: usize) -> Option<u32> {
         self.order.get(i).copied()
+    }
+    fn queue_len(&self, _vcpu: usize) -> usize {
+        self.order.len()
     }
 }

@@ -8,8 +8,11 @@ use super::{GIC, Gic};
 use crate::boot::MAX_CPUS;
 use crate::mmio::Mmio;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
-use tessel_vgic::lr::{ListRegisters, LrState, decode_v2, decode_v3, encode_v2, encode_v3};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use tessel_vgic::lr::{
+    ListRegisters, LrState, LrStatus, decode_v2, decode_v2_state, decode_v3, decode_v3_state,
+    encode_v2, encode_v3,
+};
 
 /// GICH_HCR (IHI 0048B, 5.3.1).
 const GICH_HCR: usize = 0x000;
@@ -93,24 +96,55 @@ pub enum HwLrs {
 }
 
 /// Implemented list registers per pCPU, read once from ICH_VTR_EL2 or
-/// GICH_VTR (0 until then): every exit builds an [`HwLrs`].
+/// GICH_VTR (0 until then), with [`COUNT_V2`] set on a GICv2: every exit
+/// builds an [`HwLrs`].
 static COUNT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// In a [`COUNT`] slot: the list registers are GICv2 ones.
+const COUNT_V2: u8 = 0x80;
+/// The GICv2 GICH frame's address, stored before the first [`COUNT`] slot
+/// with [`COUNT_V2`] (0 until then).
+static GICH_BASE: AtomicU64 = AtomicU64::new(0);
 
 impl HwLrs {
     /// The list registers of the calling CPU, or `None` without a virtual
     /// interface.
     #[inline]
     pub fn this_cpu() -> Option<Self> {
-        let gic = GIC.get()?;
         let slot = COUNT.get(super::this_cpu())?;
-        let mut count = usize::from(slot.load(Ordering::Relaxed));
-        if count == 0 {
-            count = match gic {
-                Gic::V3(_) => (ich_vtr() & 0x1f) as usize + 1,
-                Gic::V2(g) => (g.gich()?.read32(GICH_VTR) & 0x3f) as usize + 1,
+        let cached = slot.load(Ordering::Relaxed);
+        // A GICv3 CPU that was seen before (so `GIC` is set): the slot
+        // alone says everything, which spares every exit the `GIC` lookup.
+        if cached != 0 && cached & COUNT_V2 == 0 {
+            return Some(HwLrs::V3 {
+                count: usize::from(cached),
+            });
+        }
+        // Likewise on GICv2, with the GICH frame remembered.
+        if cached & COUNT_V2 != 0 {
+            let base = GICH_BASE.load(Ordering::Relaxed);
+            if base != 0 {
+                return Some(HwLrs::V2 {
+                    // SAFETY: `base` was stored below from the GIC's own
+                    // GICH frame (`GicV2::gich`), which meets `Mmio::new`'s
+                    // contract.
+                    gich: unsafe { Mmio::new(base) },
+                    count: usize::from(cached & !COUNT_V2),
+                });
             }
-            .min(MAX_LRS);
-            slot.store(count as u8, Ordering::Relaxed);
+        }
+        let gic = GIC.get()?;
+        let mut count = usize::from(cached & !COUNT_V2);
+        if count == 0 {
+            let (n, flag) = match gic {
+                Gic::V3(_) => ((ich_vtr() & 0x1f) as usize + 1, 0),
+                Gic::V2(g) => {
+                    let gich = g.gich()?;
+                    GICH_BASE.store(gich.base(), Ordering::Relaxed);
+                    ((gich.read32(GICH_VTR) & 0x3f) as usize + 1, COUNT_V2)
+                }
+            };
+            count = n.min(MAX_LRS);
+            slot.store(count as u8 | flag, Ordering::Relaxed);
         }
         match gic {
             Gic::V3(_) => Some(HwLrs::V3 { count }),
@@ -141,6 +175,21 @@ impl ListRegisters for HwLrs {
                 decode_v3(v)
             }
             HwLrs::V2 { gich, .. } => decode_v2(gich.read32(GICH_LR0 + 4 * i)),
+        }
+    }
+
+    #[inline]
+    fn read_state(&self, i: usize) -> (u32, LrStatus) {
+        if i >= self.count() {
+            return (0, LrStatus::Invalid);
+        }
+        match self {
+            HwLrs::V3 { .. } => {
+                let mut v: u64 = 0;
+                ich_lr!(read, i, v);
+                decode_v3_state(v)
+            }
+            HwLrs::V2 { gich, .. } => decode_v2_state(gich.read32(GICH_LR0 + 4 * i)),
         }
     }
 
