@@ -108,7 +108,9 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
         Some(8 | 12) => {}
         _ => return "other",
     }
-    if has("sysreg_sgi") {
+    // `sysreg_sgi` is usually inlined; a synchronous exit that injects
+    // (`modify_dynamic`) without an MMIO access is then the SGI register.
+    if has("sysreg_sgi") || (has("modify_dynamic") && !has("mmio_") && !has("Vpl011")) {
         "ICC_SGI1R_EL1 write"
     } else if has("Vpl011") {
         "vPL011 access"
