@@ -438,11 +438,15 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 /// (before every return to the guest). The vGIC leaves them alone when
 /// neither they nor the interrupt state changed since the last refill; a
 /// fold that hands an SPI to another vCPU adds that vCPU to `after`.
+#[inline(always)]
 fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
-    if let Some(mut lrs) = HwLrs::this_cpu() {
-        let _ = rt.vgic.refresh(VcpuId(vcpu), &mut lrs);
+    // Inlined: on most exits this is one test (the vGIC's quiet check),
+    // and the vGIC's slow path is out of line.
+    if let Some(mut lrs) = HwLrs::this_cpu()
+        && let Ok(k) = rt.vgic.refresh_and_take_kicks(VcpuId(vcpu), &mut lrs)
+    {
         // Folds only ever hand interrupts to other vCPUs.
-        after.kicks |= rt.vgic.take_kicks().bits();
+        after.kicks |= k.bits();
     }
 }
 

@@ -1624,6 +1624,22 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         core::mem::take(&mut self.deferred)
     }
 
+    #[inline]
+    fn refresh_and_take_kicks<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<Kicks, VgicError> {
+        // As in `refresh`; only a fold adds kicks, and the one that did
+        // may have run outside this pair (a `sync`), hence the second test.
+        let key = self.generation | lrs.count().min(MAX_LRS) as u64;
+        if self.quiet.get(vcpu.0) == Some(&key) && self.deferred.is_empty() {
+            return Ok(Kicks::NONE);
+        }
+        self.refresh_slow(vcpu, lrs)?;
+        Ok(core::mem::take(&mut self.deferred))
+    }
+
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
         let Ok(v) = self.check_vcpu(vcpu) else {
             return false;

@@ -486,6 +486,18 @@ pub trait VirtualGic {
     fn take_kicks(&mut self) -> Kicks {
         Kicks::NONE
     }
+    /// [`refresh`](Self::refresh), then [`take_kicks`](Self::take_kicks):
+    /// the pair every return to a guest runs, in one call so that an
+    /// implementation can answer the common case (nothing to refill, no
+    /// one to kick) with a single test.
+    fn refresh_and_take_kicks<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<Kicks, VgicError> {
+        self.refresh(vcpu, lrs)?;
+        Ok(self.take_kicks())
+    }
     /// Whether `vcpu` has an interrupt it could take now (for WFI).
     fn has_deliverable(&self, vcpu: VcpuId) -> bool;
     /// A digest of all guest-visible and internal state, to check isolation
@@ -613,6 +625,14 @@ impl VirtualGic for Vgic {
     }
     fn take_kicks(&mut self) -> Kicks {
         dispatch!(self, v => v.take_kicks())
+    }
+    #[inline]
+    fn refresh_and_take_kicks<L: ListRegisters + ?Sized>(
+        &mut self,
+        vcpu: VcpuId,
+        lrs: &mut L,
+    ) -> Result<Kicks, VgicError> {
+        dispatch!(self, v => v.refresh_and_take_kicks(vcpu, lrs))
     }
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
         dispatch!(self, v => v.has_deliverable(vcpu))
