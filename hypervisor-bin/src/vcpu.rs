@@ -882,7 +882,16 @@ pub fn handle_guest_irq() {
 /// whether the guest now owns its deactivation.
 fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut After) -> bool {
     if rt.state.is_stopped() {
-        if irq != crate::gic::VTIMER_PPI {
+        if irq == crate::gic::VTIMER_PPI {
+            // The stopped vCPU's timer condition still holds: deactivated
+            // but left enabled, it would fire again at once, and the
+            // acknowledge loop above would spin here for ever with the
+            // domain's lock held (the exit never reaches `park_vcpu`,
+            // which turns the timer off too).
+            // SAFETY: CNTV_CTL_EL0 = 0 disables the virtual timer of the
+            // vCPU that ran here, which will not run again.
+            unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+        } else {
             gic.disable(irq);
         }
         return false;
