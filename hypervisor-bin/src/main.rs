@@ -160,10 +160,10 @@ fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
     psci::set_conduit(conduit);
     let v = psci::call(psci::PSCI_VERSION, 0, 0, 0);
     println!(
-        "PSCI {}.{} via {:?}",
+        "PSCI {}.{} via {}",
         (v >> 16) & 0xffff,
         v & 0xffff,
-        conduit
+        conduit.instruction()
     );
 
     // Tessel CPU 0 is the boot CPU; the others follow in DT order.

@@ -132,6 +132,16 @@ pub enum PsciMethod {
     Smc,
 }
 
+impl PsciMethod {
+    /// The conduit instruction: `"HVC"` or `"SMC"`.
+    pub fn instruction(self) -> &'static str {
+        match self {
+            Self::Hvc => "HVC",
+            Self::Smc => "SMC",
+        }
+    }
+}
+
 /// Newest PSCI version the node claims (binding arm,psci.yaml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PsciVersion {
