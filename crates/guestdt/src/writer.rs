@@ -26,7 +26,7 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// FDT header magic (DT spec 5.2).
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -100,15 +100,39 @@ pub enum FdtError {
     },
 }
 
+/// A name in double quotes, printable ASCII as is and everything else
+/// escaped (`\"`, `\\`, `\n`, `\u{e9}`, ...), so an invalid name shows
+/// exactly which bytes are at fault. Unlike `{:?}` it needs no Unicode
+/// tables in the image: non-ASCII characters are always escaped.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
+                f.write_char(c)?;
+            } else {
+                write!(f, "{}", c.escape_default())?;
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 impl fmt::Display for FdtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnbalancedEnd => write!(f, "end_node without a matching begin_node"),
             Self::UnclosedNode(n) => write!(f, "node {n} is still open at finish"),
             Self::NoRootNode => write!(f, "device tree has no root node"),
-            Self::SecondRoot(n) => write!(f, "node {n:?} started after the root node was closed"),
+            Self::SecondRoot(n) => write!(
+                f,
+                "node {} started after the root node was closed",
+                Quoted(n)
+            ),
             Self::RootNotEmptyName(n) => {
-                write!(f, "root node must have the empty name, not {n:?}")
+                write!(f, "root node must have the empty name, not {}", Quoted(n))
             }
             Self::PropertyOutsideNode(p) => write!(f, "property {p} written outside any node"),
             Self::PropertyAfterChild { node, property } => write!(
@@ -119,8 +143,8 @@ impl fmt::Display for FdtError {
                 write!(f, "property {property} written twice in {node}")
             }
             Self::DuplicateNode(p) => write!(f, "node {p} already exists"),
-            Self::InvalidNodeName(n) => write!(f, "invalid node name {n:?}"),
-            Self::InvalidPropertyName(n) => write!(f, "invalid property name {n:?}"),
+            Self::InvalidNodeName(n) => write!(f, "invalid node name {}", Quoted(n)),
+            Self::InvalidPropertyName(n) => write!(f, "invalid property name {}", Quoted(n)),
             Self::NulInString { property } => {
                 write!(f, "string value of {property} contains a NUL byte")
             }
@@ -432,6 +456,18 @@ mod tests {
 
     fn be32(b: &[u8], off: usize) -> u32 {
         u32::from_be_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn invalid_names_are_quoted_and_escaped() {
+        assert_eq!(
+            FdtError::InvalidNodeName(String::from("a b\"c\\d\n\u{e9}")).to_string(),
+            "invalid node name \"a b\\\"c\\\\d\\n\\u{e9}\""
+        );
+        assert_eq!(
+            FdtError::InvalidPropertyName(String::from("x@1")).to_string(),
+            "invalid property name \"x@1\""
+        );
     }
 
     #[test]
