@@ -319,18 +319,18 @@ fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Confi
     checked_range(a, s).map_err(e)
 }
 
-/// Parses a `hard-affinity` string such as `"0-3,5"`; each pCPU must be
-/// below `nr_pcpus`.
+/// Parses a `hard-affinity` string such as `"0-3,5"` (ASCII whitespace
+/// around the numbers is ignored); each pCPU must be below `nr_pcpus`.
 fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
     let bad = || ErrorKind::BadString {
         value: String::from(s),
         accepted: "a list of pCPUs or inclusive ranges such as \"0-3,5\"",
     };
     let mut out = Vec::new();
-    for part in s.split(',').map(str::trim) {
+    for part in s.split(',').map(str::trim_ascii) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let first: u32 = a.trim().parse().map_err(|_| bad())?;
-        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        let first: u32 = a.trim_ascii().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim_ascii().parse().map_err(|_| bad())?;
         if first > last {
             return Err(bad());
         }
