@@ -406,9 +406,10 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             gic_path: &self.boot.host.gic.path,
             has_iommu: self.boot.host.has_iommu,
         };
-        let a = self.registry.assign(&request, bytes, &view).map_err(|e| {
-            BuildError::new(&cfg.name, None, K::Passthrough(Box::new(e))).at(&dt.node)
-        })?;
+        let a = self
+            .registry
+            .assign(&request, bytes, &view)
+            .map_err(|e| BuildError::new(&cfg.name, None, K::Passthrough(e)).at(&dt.node))?;
         Ok((a, Some(dt.node.clone())))
     }
 
