@@ -1,5 +1,5 @@
 //! Link settings for the EL2 image: our own linker script and a static PIE
-//! (the entry code applies its own R_AARCH64_RELATIVE relocations).
+//! (the entry code applies its own relative relocations, packed as RELR).
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
@@ -11,6 +11,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=--pie");
         println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
         println!("cargo:rustc-link-arg-bins=-znostart-stop-gc");
+        println!("cargo:rustc-link-arg-bins=-zpack-relative-relocs");
         println!("cargo:rustc-link-arg-bins=-zseparate-loadable-segments");
     }
 }

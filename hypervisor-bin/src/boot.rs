@@ -3,9 +3,12 @@
 //!
 //! Everything here runs before Rust code can (no stack, relocations not yet
 //! applied, `.bss` not yet zeroed), so it is assembly. The image is linked at
-//! address 0 as a static PIE; `primary_entry` adds the run-time load address
-//! to every `R_AARCH64_RELATIVE` entry in `.rela.dyn`, which is all a static
-//! PIE needs. The code itself only uses PC-relative addressing (`adr`/`adrp`).
+//! address 0 as a static PIE whose relative relocations the linker packs
+//! into `.relr.dyn` (`-z pack-relative-relocs`; the linker script checks
+//! that no other kind is left in `.rela.dyn`). `primary_entry` adds the
+//! run-time load address to every word that table names, which is all a
+//! static PIE needs. The code itself only uses PC-relative addressing
+//! (`adr`/`adrp`).
 
 use core::arch::global_asm;
 
@@ -13,9 +16,6 @@ use core::arch::global_asm;
 pub const MAX_CPUS: usize = 8;
 /// Bytes of EL2 stack per physical CPU.
 pub const STACK_SIZE: usize = 32 * 1024;
-
-/// `R_AARCH64_RELATIVE` (ELF for the Arm 64-bit Architecture, IHI 0056, 5.7.12).
-const R_AARCH64_RELATIVE: u64 = 1027;
 
 global_asm!(
     r#"
@@ -51,23 +51,11 @@ primary_entry:
     msr     sctlr_el2, x1
     isb
 
-    /* Apply R_AARCH64_RELATIVE relocations for our run-time base. */
+    /* Apply the relative relocations for our run-time base. */
     adr     x20, _start
     tst     x20, #0xfff
     b.ne    park                    /* must be 4 KiB aligned at least */
-    adrp    x1, __rela_start
-    add     x1, x1, :lo12:__rela_start
-    adrp    x2, __rela_end
-    add     x2, x2, :lo12:__rela_end
-1:  cmp     x1, x2
-    b.hs    2f
-    ldp     x3, x4, [x1], #16       /* r_offset, r_info */
-    ldr     x5, [x1], #8            /* r_addend */
-    cmp     x4, #{r_relative}
-    b.ne    park                    /* a relocation kind we cannot apply */
-    add     x5, x5, x20
-    str     x5, [x20, x3]
-    b       1b
+    bl      apply_relr
 
     /* Zero .bss (stacks, page tables, heap, statics). */
 2:  adrp    x1, __bss_start
@@ -85,6 +73,42 @@ primary_entry:
     mov     x1, x20
     bl      primary_main
     b       park
+
+    /* apply_relr: add x20 (the run-time base) to every word that .relr.dyn
+       names. The table is a list of 64-bit entries (ELF gABI, "Relative
+       relocations" / SHT_RELR): an even entry is the link-time address of a
+       word to relocate, and the next word after it is where a following
+       bitmap starts; an odd entry is such a bitmap, bit i (1 <= i <= 63)
+       naming the word i-1 after that point, which then advances by 63
+       words. Linked at 0, a link-time address is an offset from x20.
+       Clobbers x1-x7. */
+apply_relr:
+    adrp    x1, __relr_start
+    add     x1, x1, :lo12:__relr_start
+    adrp    x2, __relr_end
+    add     x2, x2, :lo12:__relr_end
+    mov     x6, #0                  /* where the next bitmap starts */
+5:  cmp     x1, x2
+    b.hs    9f
+    ldr     x3, [x1], #8
+    tbnz    x3, #0, 6f
+    ldr     x4, [x20, x3]           /* an address entry */
+    add     x4, x4, x20
+    str     x4, [x20, x3]
+    add     x6, x3, #8
+    b       5b
+6:  mov     x7, x6                  /* a bitmap entry */
+7:  lsr     x3, x3, #1
+    cbz     x3, 8f
+    tbz     x3, #0, 71f
+    ldr     x4, [x20, x7]
+    add     x4, x4, x20
+    str     x4, [x20, x7]
+71: add     x7, x7, #8
+    b       7b
+8:  add     x6, x6, #(63 * 8)
+    b       5b
+9:  ret
 
     /* PSCI CPU_ON lands here with the MMU off and x0 = our CPU index. */
     .global secondary_entry
@@ -121,7 +145,6 @@ park:
     b       park
 "#,
     sctlr_res1 = const crate::mmu::SCTLR_EL2_RES1,
-    r_relative = const R_AARCH64_RELATIVE,
     max_cpus = const MAX_CPUS,
     stack_size = const STACK_SIZE,
     stacks = sym STACKS,

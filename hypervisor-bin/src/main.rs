@@ -158,12 +158,14 @@ fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
         .ok_or("the host DT has no /psci node")?
         .method;
     psci::set_conduit(conduit);
-    let v = psci::call(psci::PSCI_VERSION, 0, 0, 0);
+    // PSCI_VERSION and CPU_ON return 32-bit values (Arm DEN0022); printed as 32-bit
+    // numbers, so no 64-bit signed formatting is linked in for them.
+    let v = psci::call(psci::PSCI_VERSION, 0, 0, 0) as u32;
     println!(
-        "PSCI {}.{} via {:?}",
+        "PSCI {}.{} via {}",
         (v >> 16) & 0xffff,
         v & 0xffff,
-        conduit
+        conduit.instruction()
     );
 
     // Tessel CPU 0 is the boot CPU; the others follow in DT order.
@@ -254,7 +256,10 @@ fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
         let target = mpidr.load(Ordering::Relaxed);
         let r = psci::call(psci::CPU_ON_64, target, entry, cpu as u64);
         if r != 0 {
-            println!("CPU{cpu} (MPIDR {target:#x}): PSCI CPU_ON failed ({r})");
+            println!(
+                "CPU{cpu} (MPIDR {target:#x}): PSCI CPU_ON failed ({})",
+                r as i32
+            );
             continue;
         }
         let mut spins = 0u64;

@@ -23,7 +23,7 @@ use crate::plan::{
 use crate::{DTB_SLOT, HostFacts, ModuleMemory, VTIMER_PPI};
 
 /// Every domain's outcome, in `/chosen` order of the valid domains.
-pub type Outcomes<'m> = Vec<Result<DomainPlan<'m>, BuildError>>;
+pub type Outcomes<'m> = Vec<Result<DomainPlan<'m>, Box<BuildError>>>;
 
 /// Plans every valid domain of `boot` (see [`Builder`]). Fails only when
 /// the host memory map itself is unusable.
@@ -163,7 +163,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
 
     /// Plans `cfg`, claiming its resources, or refuses it and gives back
     /// whatever it took.
-    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, BuildError> {
+    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let free_before = self.free.clone();
         let r = self.try_plan(cfg);
         match &r {
@@ -179,7 +179,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         r
     }
 
-    fn try_plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, BuildError> {
+    fn try_plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let name = cfg.name.as_str();
         let err = |property, kind| BuildError::new(name, property, kind);
         let caps = HostCapabilities {
@@ -284,7 +284,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
 
     /// The domain's RAM: its static banks (1:1 or packed at Xen's guest
     /// RAM base) or heap memory at Xen's guest RAM base.
-    fn ram(&mut self, cfg: &DomainConfig) -> Result<RamLayout, BuildError> {
+    fn ram(&mut self, cfg: &DomainConfig) -> Result<RamLayout, Box<BuildError>> {
         let name = cfg.name.as_str();
         if cfg.static_mem.is_empty() {
             return self
@@ -314,7 +314,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
 
     /// The vPL011: Xen's virtual one, or the host console UART's address
     /// and SPI for a direct-mapped domain.
-    fn vpl011(&self, cfg: &DomainConfig) -> Result<Option<Vpl011Config>, BuildError> {
+    fn vpl011(&self, cfg: &DomainConfig) -> Result<Option<Vpl011Config>, Box<BuildError>> {
         let err = |kind| BuildError::new(&cfg.name, Some("vpl011"), kind);
         if !cfg.vpl011 {
             return Ok(None);
@@ -337,7 +337,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// The vGIC configuration (host frames for a direct-mapped domain,
     /// Xen's virtual layout otherwise) and, on GICv2, the host GICV frame
     /// that backs the guest's CPU interface.
-    fn vgic(&self, cfg: &DomainConfig) -> Result<(VgicConfig, Option<HostRange>), BuildError> {
+    fn vgic(&self, cfg: &DomainConfig) -> Result<(VgicConfig, Option<HostRange>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let gic: &GicInfo = &self.boot.host.gic;
         let n = cfg.cpus as usize;
@@ -390,7 +390,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         cfg: &DomainConfig,
         nr_spis: usize,
         vpl011: Option<&Vpl011Config>,
-    ) -> Result<(Assignment, Option<String>), BuildError> {
+    ) -> Result<(Assignment, Option<String>), Box<BuildError>> {
         let Some(dt) = cfg.device_tree.as_ref().filter(|_| cfg.passthrough) else {
             return Ok((Assignment::default(), None));
         };
@@ -406,14 +406,20 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             gic_path: &self.boot.host.gic.path,
             has_iommu: self.boot.host.has_iommu,
         };
-        let a = self.registry.assign(&request, bytes, &view).map_err(|e| {
-            BuildError::new(&cfg.name, None, K::Passthrough(Box::new(e))).at(&dt.node)
-        })?;
+        let a = self
+            .registry
+            .assign(&request, bytes, &view)
+            .map_err(|e| BuildError::new(&cfg.name, None, K::Passthrough(e)).at(&dt.node))?;
         Ok((a, Some(dt.node.clone())))
     }
 
     /// The bytes of a boot module.
-    fn module(&self, domain: &str, node: &str, range: HostRange) -> Result<&'m [u8], BuildError> {
+    fn module(
+        &self,
+        domain: &str,
+        node: &str,
+        range: HostRange,
+    ) -> Result<&'m [u8], Box<BuildError>> {
         self.modules
             .bytes(range)
             .filter(|b| b.len() as u64 == range.size)
@@ -431,7 +437,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         mappings: &[Mapping],
         vgic: &VgicPlan,
         vpl011: Option<&Vpl011Config>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), Box<BuildError>> {
         let s2 = &self.host.stage2;
         // Blame the partial device tree for a passthrough mapping, the
         // domain's `memory` for RAM.
@@ -500,7 +506,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         &self,
         cfg: &DomainConfig,
         ram: &RamLayout,
-    ) -> Result<(BootImages, Vec<CopyOp>), BuildError> {
+    ) -> Result<(BootImages, Vec<CopyOp>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let knode = cfg.kernel.node.as_str();
         let kernel = self.module(name, knode, cfg.kernel.range)?;
@@ -593,7 +599,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         vgic: &VgicPlan,
         uart: Option<&Vpl011Config>,
         initrd: Option<GuestRange>,
-    ) -> Result<GuestDtSpec<'m>, BuildError> {
+    ) -> Result<GuestDtSpec<'m>, Box<BuildError>> {
         let n = cfg.cpus as usize;
         let regions = vgic.regions();
         let find = |k: RegionKind| regions.iter().find(|r| r.kind == k).map(|r| r.range.start);
@@ -668,7 +674,7 @@ fn flags(cfg: &DomainConfig) -> DomainFlags {
 }
 
 /// A domctl refusal, with the property it comes from.
-fn flags_error(name: &str, e: tessel_domctl::DomctlError) -> BuildError {
+fn flags_error(name: &str, e: tessel_domctl::DomctlError) -> Box<BuildError> {
     use tessel_domctl::DomctlError as D;
     let prop = match e {
         D::DirectMapWithoutStaticMemory => Some("direct-map"),

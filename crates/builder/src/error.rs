@@ -27,17 +27,23 @@ pub struct BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn new(domain: &str, property: Option<&'static str>, kind: BuildErrorKind) -> Self {
-        Self {
+    /// A refusal, boxed: the planner's results then carry a pointer on
+    /// the error path rather than the whole error through every `?`.
+    pub(crate) fn new(
+        domain: &str,
+        property: Option<&'static str>,
+        kind: BuildErrorKind,
+    ) -> Box<Self> {
+        Box::new(Self {
             domain: String::from(domain),
             subnode: None,
             property,
             kind,
-        }
+        })
     }
 
     /// The same error, located at sub-node `subnode` of the domain.
-    pub(crate) fn at(mut self, subnode: &str) -> Self {
+    pub(crate) fn at(mut self: Box<Self>, subnode: &str) -> Box<Self> {
         self.subnode = Some(String::from(subnode));
         self
     }

@@ -108,18 +108,18 @@ fn plans<'m>(
     boot: &BootConfig,
     host: &HostFacts,
     m: &'m Modules,
-) -> Vec<Result<DomainPlan<'m>, BuildError>> {
+) -> Vec<Result<DomainPlan<'m>, Box<BuildError>>> {
     plan_all(boot, host, m).unwrap()
 }
 
-fn ok<'a, 'm>(o: &'a [Result<DomainPlan<'m>, BuildError>], i: usize) -> &'a DomainPlan<'m> {
+fn ok<'a, 'm>(o: &'a [Result<DomainPlan<'m>, Box<BuildError>>], i: usize) -> &'a DomainPlan<'m> {
     match &o[i] {
         Ok(p) => p,
         Err(e) => panic!("domain {i} refused: {e}"),
     }
 }
 
-fn err<'a>(o: &'a [Result<DomainPlan<'_>, BuildError>], i: usize) -> &'a BuildError {
+fn err<'a>(o: &'a [Result<DomainPlan<'_>, Box<BuildError>>], i: usize) -> &'a BuildError {
     match &o[i] {
         Ok(p) => panic!("domain {} was planned", p.name),
         Err(e) => e,

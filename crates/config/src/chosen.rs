@@ -1,6 +1,7 @@
 //! `/chosen`: hypervisor boot arguments, boot modules and the
 //! `xen,domain` nodes (Xen `docs/misc/arm/device-tree/booting.txt`).
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -269,7 +270,7 @@ impl DomainConfig {
 /// Result of reading `/chosen`.
 pub(crate) struct Chosen {
     pub xen_bootargs: Option<String>,
-    pub domains: Vec<Result<DomainConfig, ConfigError>>,
+    pub domains: Vec<Result<DomainConfig, Box<ConfigError>>>,
     pub modules: Vec<BootModule>,
 }
 
@@ -278,7 +279,7 @@ fn u32_prop(
     n: NodeId,
     node: &str,
     prop: &str,
-) -> Result<Option<u32>, ConfigError> {
+) -> Result<Option<u32>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
         Some(v) => dt.prop_u32(n, prop).map(Some).ok_or_else(|| {
@@ -299,7 +300,7 @@ fn string_prop(
     n: NodeId,
     node: &str,
     prop: &str,
-) -> Result<Option<String>, ConfigError> {
+) -> Result<Option<String>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
         Some(v) => str_value(v)
@@ -309,7 +310,7 @@ fn string_prop(
 }
 
 /// Decodes a module's `reg` (one entry) with the cells governing `n`.
-fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, ConfigError> {
+fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Box<ConfigError>> {
     let e = |k| ConfigError::new(node, Some("reg"), k);
     let cells = dt.reg_cells(n).map_err(|v| e(ErrorKind::BadCellCount(v)))?;
     let regs = decode_reg(dt, n, "reg", cells).map_err(e)?;
@@ -319,18 +320,18 @@ fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Confi
     checked_range(a, s).map_err(e)
 }
 
-/// Parses a `hard-affinity` string such as `"0-3,5"`; each pCPU must be
-/// below `nr_pcpus`.
+/// Parses a `hard-affinity` string such as `"0-3,5"` (ASCII whitespace
+/// around the numbers is ignored); each pCPU must be below `nr_pcpus`.
 fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
     let bad = || ErrorKind::BadString {
         value: String::from(s),
         accepted: "a list of pCPUs or inclusive ranges such as \"0-3,5\"",
     };
     let mut out = Vec::new();
-    for part in s.split(',').map(str::trim) {
+    for part in s.split(',').map(str::trim_ascii) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let first: u32 = a.trim().parse().map_err(|_| bad())?;
-        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        let first: u32 = a.trim_ascii().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim_ascii().parse().map_err(|_| bad())?;
         if first > last {
             return Err(bad());
         }
@@ -436,7 +437,7 @@ fn parse_domain(
     d: NodeId,
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
-) -> Result<DomainConfig, ConfigError> {
+) -> Result<DomainConfig, Box<ConfigError>> {
     let name = dt.node(d).name.as_str();
     let e = |prop: &str, k| ConfigError::new(name, Some(prop), k);
 
@@ -715,7 +716,7 @@ fn parse_static_mem(
     name: &str,
     memory_kib: u64,
     warnings: &mut Vec<Warning>,
-) -> Result<Vec<HostRange>, ConfigError> {
+) -> Result<Vec<HostRange>, Box<ConfigError>> {
     const PROP: &str = "xen,static-mem";
     let e = |k| ConfigError::new(name, Some(PROP), k);
     if dt.prop(d, PROP).is_none() {
@@ -793,7 +794,7 @@ fn parse_vcpu(
     sub: &str,
     cpus: u32,
     host: &HostPlatform,
-) -> Result<VcpuAffinity, ConfigError> {
+) -> Result<VcpuAffinity, Box<ConfigError>> {
     let id = u32_prop(dt, c, sub, "id")?
         .ok_or_else(|| ConfigError::new(sub, Some("id"), ErrorKind::Missing))?;
     if id >= cpus {

@@ -1,6 +1,7 @@
 //! Typed errors and warnings. Every message names the node and, where one is
 //! at fault, the property.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 
@@ -168,12 +169,14 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(node: &str, property: Option<&str>, kind: ErrorKind) -> Self {
-        Self {
+    /// A domain error, boxed: the parser's results then carry a pointer
+    /// on the error path rather than the whole error through every `?`.
+    pub(crate) fn new(node: &str, property: Option<&str>, kind: ErrorKind) -> Box<Self> {
+        Box::new(Self {
             node: String::from(node),
             property: property.map(String::from),
             kind,
-        }
+        })
     }
 }
 
@@ -206,12 +209,19 @@ pub enum HostError {
 }
 
 impl HostError {
-    pub(crate) fn node(node: &str, property: Option<&str>, kind: ErrorKind) -> Self {
-        Self::Node {
+    /// A host error, boxed like [`ConfigError::new`]'s, for the same reason.
+    pub(crate) fn node(node: &str, property: Option<&str>, kind: ErrorKind) -> Box<Self> {
+        Box::new(Self::Node {
             node: String::from(node),
             property: property.map(String::from),
             kind,
-        }
+        })
+    }
+}
+
+impl From<FdtError> for Box<HostError> {
+    fn from(e: FdtError) -> Self {
+        Box::new(HostError::Fdt(e))
     }
 }
 

@@ -2,6 +2,7 @@
 //! regions, CPUs, the GIC, the console UART, the timer, PSCI, IOMMU presence
 //! and every device's MMIO ranges.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -132,6 +133,16 @@ pub enum PsciMethod {
     Smc,
 }
 
+impl PsciMethod {
+    /// The conduit instruction: `"HVC"` or `"SMC"`.
+    pub fn instruction(self) -> &'static str {
+        match self {
+            Self::Hvc => "HVC",
+            Self::Smc => "SMC",
+        }
+    }
+}
+
 /// Newest PSCI version the node claims (binding arm,psci.yaml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PsciVersion {
@@ -222,7 +233,7 @@ impl HostPlatform {
     }
 }
 
-fn err(dt: &DeviceTree, id: NodeId, prop: Option<&str>, kind: ErrorKind) -> HostError {
+fn err(dt: &DeviceTree, id: NodeId, prop: Option<&str>, kind: ErrorKind) -> Box<HostError> {
     HostError::node(&dt.path(id), prop, kind)
 }
 
@@ -243,7 +254,7 @@ pub(crate) fn decode_reg(
     Ok(cells::reg(v, ac, sc).map_err(ErrorKind::Cells)?.collect())
 }
 
-fn host_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<HostRange>, HostError> {
+fn host_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<HostRange>, Box<HostError>> {
     let c = dt
         .reg_cells(id)
         .map_err(|v| err(dt, id, Some("reg"), ErrorKind::BadCellCount(v)))?;
@@ -356,7 +367,7 @@ fn translate(dt: &DeviceTree, id: NodeId, mut addr: u64, size: u64) -> Option<u6
 impl HostPlatform {
     /// Reads the host platform from a decoded tree. Non-fatal oddities are
     /// appended to `warnings`.
-    pub fn from_tree(dt: &DeviceTree, warnings: &mut Vec<Warning>) -> Result<Self, HostError> {
+    pub fn from_tree(dt: &DeviceTree, warnings: &mut Vec<Warning>) -> Result<Self, Box<HostError>> {
         let root = dt.root();
         let ram = Self::read_memory(dt)?;
         let reserved = Self::read_reserved(dt, warnings)?;
@@ -387,7 +398,7 @@ impl HostPlatform {
         })
     }
 
-    fn read_memory(dt: &DeviceTree) -> Result<Vec<HostRange>, HostError> {
+    fn read_memory(dt: &DeviceTree) -> Result<Vec<HostRange>, Box<HostError>> {
         let mut ram = Vec::new();
         for n in dt.children(dt.root()) {
             let is_mem =
@@ -418,7 +429,7 @@ impl HostPlatform {
     fn read_reserved(
         dt: &DeviceTree,
         warnings: &mut Vec<Warning>,
-    ) -> Result<Vec<ReservedRegion>, HostError> {
+    ) -> Result<Vec<ReservedRegion>, Box<HostError>> {
         let mut out = Vec::new();
         for &(a, s) in dt.memreserve() {
             let range =
@@ -451,7 +462,7 @@ impl HostPlatform {
         Ok(out)
     }
 
-    fn read_cpus(dt: &DeviceTree) -> Result<Vec<CpuInfo>, HostError> {
+    fn read_cpus(dt: &DeviceTree) -> Result<Vec<CpuInfo>, Box<HostError>> {
         let cpus_node = dt
             .child_by_name(dt.root(), "cpus")
             .ok_or_else(|| HostError::node("/", None, ErrorKind::NoDevice("/cpus node")))?;
@@ -517,7 +528,7 @@ impl HostPlatform {
         Ok(out)
     }
 
-    fn read_gic(dt: &DeviceTree) -> Result<(NodeId, GicInfo), HostError> {
+    fn read_gic(dt: &DeviceTree) -> Result<(NodeId, GicInfo), Box<HostError>> {
         let found = dt.nodes().find_map(|n| {
             if !dt.is_enabled(n) || dt.prop(n, "interrupt-controller").is_none() {
                 return None;
@@ -811,7 +822,7 @@ mod tests {
     fn platform(root: &TNode) -> (Result<HostPlatform, HostError>, Vec<Warning>) {
         let dt = DeviceTree::parse(&build(root, &[])).unwrap();
         let mut w = Vec::new();
-        (HostPlatform::from_tree(&dt, &mut w), w)
+        (HostPlatform::from_tree(&dt, &mut w).map_err(|e| *e), w)
     }
 
     fn base() -> TNode {

@@ -9,7 +9,7 @@
 //! * a [`HostPlatform`] (RAM, reserved regions, CPUs, GIC, console UART,
 //!   timer, PSCI, IOMMU presence, device MMIO map). Problems here are fatal
 //!   ([`HostError`]): nothing can boot without memory or a GIC.
-//! * one `Result<DomainConfig, ConfigError>` per `xen,domain` node in DT
+//! * one `Result<DomainConfig, Box<ConfigError>>` per `xen,domain` node in DT
 //!   order. A bad domain is refused with an error naming the node and
 //!   property; the others still load.
 //! * every boot module under `/chosen` ([`BootModule`]), for reservation.
@@ -46,6 +46,7 @@ mod error;
 pub mod fdt;
 mod host;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -74,7 +75,7 @@ pub struct BootConfig {
     /// `None` when the option is absent or names no model (a warning).
     pub vgic_model: Option<VgicModel>,
     /// One entry per `xen,domain` node, in DT order.
-    pub domains: Vec<Result<DomainConfig, ConfigError>>,
+    pub domains: Vec<Result<DomainConfig, Box<ConfigError>>>,
     /// Every boot module under `/chosen`, in DT order.
     pub modules: Vec<BootModule>,
     /// Non-fatal findings, host and domains.
@@ -92,7 +93,9 @@ impl BootConfig {
 
     /// The errors of refused domains.
     pub fn domain_errors(&self) -> impl Iterator<Item = &ConfigError> {
-        self.domains.iter().filter_map(|d| d.as_ref().err())
+        self.domains
+            .iter()
+            .filter_map(|d| d.as_ref().err().map(|e| &**e))
     }
 }
 
@@ -104,7 +107,7 @@ pub fn parse(dtb: &[u8]) -> Result<BootConfig, HostError> {
 /// Like [`parse`], for an already decoded tree.
 pub fn parse_tree(dt: DeviceTree) -> Result<BootConfig, HostError> {
     let mut warnings = Vec::new();
-    let host = HostPlatform::from_tree(&dt, &mut warnings)?;
+    let host = HostPlatform::from_tree(&dt, &mut warnings).map_err(|e| *e)?;
     let chosen = chosen::parse_chosen(&dt, &host, &mut warnings);
     let vgic_model = chosen
         .xen_bootargs

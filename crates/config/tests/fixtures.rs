@@ -350,7 +350,7 @@ fn domain_error(name: &str) -> ConfigError {
             Err(e) => e.node == name || e.node.starts_with(&format!("{name}/")),
         })
         .unwrap_or_else(|| panic!("no domain {name}"));
-    cfg.domains[idx].clone().unwrap_err()
+    *cfg.domains[idx].clone().unwrap_err()
 }
 
 fn msg(name: &str) -> String {

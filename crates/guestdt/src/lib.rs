@@ -64,6 +64,7 @@ extern crate alloc;
 pub mod reader;
 pub mod writer;
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -380,6 +381,14 @@ impl From<FdtError> for GuestDtError {
     }
 }
 
+/// The writer's errors come boxed (so its results fit in a register);
+/// the one conversion unboxes.
+impl From<Box<FdtError>> for GuestDtError {
+    fn from(e: Box<FdtError>) -> Self {
+        Self::Fdt(*e)
+    }
+}
+
 impl From<PartialDtError> for GuestDtError {
     fn from(e: PartialDtError) -> Self {
         Self::Partial(e)
@@ -500,7 +509,7 @@ fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>
     })
 }
 
-fn copy_node(w: &mut FdtWriter, node: &Node<'_>, strip_xen: bool) -> Result<(), FdtError> {
+fn copy_node(w: &mut FdtWriter, node: &Node<'_>, strip_xen: bool) -> Result<(), Box<FdtError>> {
     w.begin_node(node.name)?;
     for p in &node.props {
         if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name) {
@@ -706,7 +715,7 @@ impl GuestDtSpec<'_> {
         &self,
         w: &mut FdtWriter,
         parts: Option<&PartialParts<'_, '_>>,
-    ) -> Result<(), FdtError> {
+    ) -> Result<(), Box<FdtError>> {
         let gic_phandle = parts
             .and_then(|p| p.gic_phandle)
             .filter(|p| *p != 0)

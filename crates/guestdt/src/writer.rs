@@ -7,8 +7,9 @@
 //!
 //! The writer checks the shape of the tree as it is built (balanced nodes,
 //! properties before child nodes, no duplicate property or sibling names,
-//! valid names) and reports misuse as a [`FdtError`] instead of emitting a
-//! blob a guest kernel would reject later.
+//! valid names) and reports misuse as a boxed [`FdtError`] (so a result
+//! fits in a register) instead of emitting a blob a guest kernel would
+//! reject later.
 //!
 //! ```
 //! use tessel_guestdt::writer::FdtWriter;
@@ -21,12 +22,13 @@
 //! w.end_node()?;
 //! let dtb = w.finish()?;
 //! assert_eq!(&dtb[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
-//! # Ok::<(), tessel_guestdt::writer::FdtError>(())
+//! # Ok::<(), Box<tessel_guestdt::writer::FdtError>>(())
 //! ```
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 /// FDT header magic (DT spec 5.2).
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -100,15 +102,39 @@ pub enum FdtError {
     },
 }
 
+/// A name in double quotes, printable ASCII as is and everything else
+/// escaped (`\"`, `\\`, `\n`, `\u{e9}`, ...), so an invalid name shows
+/// exactly which bytes are at fault. Unlike `{:?}` it needs no Unicode
+/// tables in the image: non-ASCII characters are always escaped.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
+                f.write_char(c)?;
+            } else {
+                write!(f, "{}", c.escape_default())?;
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 impl fmt::Display for FdtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnbalancedEnd => write!(f, "end_node without a matching begin_node"),
             Self::UnclosedNode(n) => write!(f, "node {n} is still open at finish"),
             Self::NoRootNode => write!(f, "device tree has no root node"),
-            Self::SecondRoot(n) => write!(f, "node {n:?} started after the root node was closed"),
+            Self::SecondRoot(n) => write!(
+                f,
+                "node {} started after the root node was closed",
+                Quoted(n)
+            ),
             Self::RootNotEmptyName(n) => {
-                write!(f, "root node must have the empty name, not {n:?}")
+                write!(f, "root node must have the empty name, not {}", Quoted(n))
             }
             Self::PropertyOutsideNode(p) => write!(f, "property {p} written outside any node"),
             Self::PropertyAfterChild { node, property } => write!(
@@ -119,8 +145,8 @@ impl fmt::Display for FdtError {
                 write!(f, "property {property} written twice in {node}")
             }
             Self::DuplicateNode(p) => write!(f, "node {p} already exists"),
-            Self::InvalidNodeName(n) => write!(f, "invalid node name {n:?}"),
-            Self::InvalidPropertyName(n) => write!(f, "invalid property name {n:?}"),
+            Self::InvalidNodeName(n) => write!(f, "invalid node name {}", Quoted(n)),
+            Self::InvalidPropertyName(n) => write!(f, "invalid property name {}", Quoted(n)),
             Self::NulInString { property } => {
                 write!(f, "string value of {property} contains a NUL byte")
             }
@@ -215,20 +241,20 @@ impl FdtWriter {
     }
 
     /// Opens a node. The first node must be the root, named `""`.
-    pub fn begin_node(&mut self, name: &str) -> Result<(), FdtError> {
+    pub fn begin_node(&mut self, name: &str) -> Result<(), Box<FdtError>> {
         let path = match self.stack.last_mut() {
             None => {
                 if self.root_done {
-                    return Err(FdtError::SecondRoot(name.to_string()));
+                    return Err(Box::new(FdtError::SecondRoot(name.to_string())));
                 }
                 if !name.is_empty() {
-                    return Err(FdtError::RootNotEmptyName(name.to_string()));
+                    return Err(Box::new(FdtError::RootNotEmptyName(name.to_string())));
                 }
                 String::from("/")
             }
             Some(parent) => {
                 if !is_valid_node_name(name) {
-                    return Err(FdtError::InvalidNodeName(name.to_string()));
+                    return Err(Box::new(FdtError::InvalidNodeName(name.to_string())));
                 }
                 let path = if parent.path == "/" {
                     alloc::format!("/{name}")
@@ -236,7 +262,7 @@ impl FdtWriter {
                     alloc::format!("{}/{name}", parent.path)
                 };
                 if parent.children.iter().any(|c| c == name) {
-                    return Err(FdtError::DuplicateNode(path));
+                    return Err(Box::new(FdtError::DuplicateNode(path)));
                 }
                 parent.children.push(name.to_string());
                 path
@@ -255,9 +281,9 @@ impl FdtWriter {
     }
 
     /// Closes the innermost open node.
-    pub fn end_node(&mut self) -> Result<(), FdtError> {
+    pub fn end_node(&mut self) -> Result<(), Box<FdtError>> {
         if self.stack.pop().is_none() {
-            return Err(FdtError::UnbalancedEnd);
+            return Err(Box::new(FdtError::UnbalancedEnd));
         }
         self.push_u32(FDT_END_NODE);
         if self.stack.is_empty() {
@@ -289,24 +315,24 @@ impl FdtWriter {
     }
 
     /// Writes a property with a raw value.
-    pub fn property(&mut self, name: &str, value: &[u8]) -> Result<(), FdtError> {
+    pub fn property(&mut self, name: &str, value: &[u8]) -> Result<(), Box<FdtError>> {
         let Some(node) = self.stack.last_mut() else {
-            return Err(FdtError::PropertyOutsideNode(name.to_string()));
+            return Err(Box::new(FdtError::PropertyOutsideNode(name.to_string())));
         };
         if !is_valid_property_name(name) {
-            return Err(FdtError::InvalidPropertyName(name.to_string()));
+            return Err(Box::new(FdtError::InvalidPropertyName(name.to_string())));
         }
         if !node.children.is_empty() {
-            return Err(FdtError::PropertyAfterChild {
+            return Err(Box::new(FdtError::PropertyAfterChild {
                 node: node.path.clone(),
                 property: name.to_string(),
-            });
+            }));
         }
         if node.props.iter().any(|p| p == name) {
-            return Err(FdtError::DuplicateProperty {
+            return Err(Box::new(FdtError::DuplicateProperty {
                 node: node.path.clone(),
                 property: name.to_string(),
-            });
+            }));
         }
         node.props.push(name.to_string());
         let len = u32::try_from(value.len()).map_err(|_| FdtError::TooLarge {
@@ -323,39 +349,39 @@ impl FdtWriter {
     }
 
     /// Writes an empty (boolean) property such as `interrupt-controller`.
-    pub fn property_empty(&mut self, name: &str) -> Result<(), FdtError> {
+    pub fn property_empty(&mut self, name: &str) -> Result<(), Box<FdtError>> {
         self.property(name, &[])
     }
 
     /// Writes a one-cell property.
-    pub fn property_u32(&mut self, name: &str, v: u32) -> Result<(), FdtError> {
+    pub fn property_u32(&mut self, name: &str, v: u32) -> Result<(), Box<FdtError>> {
         self.property(name, &v.to_be_bytes())
     }
 
     /// Writes a two-cell (64-bit big-endian) property.
-    pub fn property_u64(&mut self, name: &str, v: u64) -> Result<(), FdtError> {
+    pub fn property_u64(&mut self, name: &str, v: u64) -> Result<(), Box<FdtError>> {
         self.property(name, &v.to_be_bytes())
     }
 
     /// Writes a list of cells.
-    pub fn property_cells(&mut self, name: &str, cells: &[u32]) -> Result<(), FdtError> {
+    pub fn property_cells(&mut self, name: &str, cells: &[u32]) -> Result<(), Box<FdtError>> {
         let bytes: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
         self.property(name, &bytes)
     }
 
     /// Writes a NUL-terminated string.
-    pub fn property_string(&mut self, name: &str, s: &str) -> Result<(), FdtError> {
+    pub fn property_string(&mut self, name: &str, s: &str) -> Result<(), Box<FdtError>> {
         self.property_string_list(name, &[s])
     }
 
     /// Writes a list of NUL-terminated strings (e.g. `compatible`).
-    pub fn property_string_list(&mut self, name: &str, list: &[&str]) -> Result<(), FdtError> {
+    pub fn property_string_list(&mut self, name: &str, list: &[&str]) -> Result<(), Box<FdtError>> {
         let mut bytes = Vec::new();
         for s in list {
             if s.as_bytes().contains(&0) {
-                return Err(FdtError::NulInString {
+                return Err(Box::new(FdtError::NulInString {
                     property: name.to_string(),
-                });
+                }));
             }
             bytes.extend_from_slice(s.as_bytes());
             bytes.push(0);
@@ -374,18 +400,18 @@ impl FdtWriter {
 
     /// Completes the blob. Fails if nodes are unbalanced or the format's
     /// 32-bit offsets would overflow.
-    pub fn finish(self) -> Result<Vec<u8>, FdtError> {
+    pub fn finish(self) -> Result<Vec<u8>, Box<FdtError>> {
         self.finish_with_limit(u32::MAX as usize)
     }
 
     /// Like [`finish`](Self::finish), but fails with [`FdtError::TooLarge`]
     /// when the blob exceeds `max` bytes.
-    pub fn finish_with_limit(mut self, max: usize) -> Result<Vec<u8>, FdtError> {
+    pub fn finish_with_limit(mut self, max: usize) -> Result<Vec<u8>, Box<FdtError>> {
         if let Some(open) = self.stack.last() {
-            return Err(FdtError::UnclosedNode(open.path.clone()));
+            return Err(Box::new(FdtError::UnclosedNode(open.path.clone())));
         }
         if !self.root_done {
-            return Err(FdtError::NoRootNode);
+            return Err(Box::new(FdtError::NoRootNode));
         }
         self.push_u32(FDT_END);
         let rsv_off = FDT_HEADER_SIZE; // 8-byte aligned as DT spec 5.3 requires.
@@ -394,10 +420,10 @@ impl FdtWriter {
         let total = strings_off + self.strings.len();
         let limit = max.min(u32::MAX as usize);
         if total > limit {
-            return Err(FdtError::TooLarge {
+            return Err(Box::new(FdtError::TooLarge {
                 size: total,
                 max: limit,
-            });
+            }));
         }
         // All values below are <= total <= u32::MAX, checked just above.
         let as32 = |v: usize| v as u32;
@@ -430,8 +456,25 @@ impl FdtWriter {
 mod tests {
     use super::*;
 
+    /// The writer's result with its error unboxed, for comparisons.
+    fn un<T>(r: Result<T, Box<FdtError>>) -> Result<T, FdtError> {
+        r.map_err(|e| *e)
+    }
+
     fn be32(b: &[u8], off: usize) -> u32 {
         u32::from_be_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn invalid_names_are_quoted_and_escaped() {
+        assert_eq!(
+            FdtError::InvalidNodeName(String::from("a b\"c\\d\n\u{e9}")).to_string(),
+            "invalid node name \"a b\\\"c\\\\d\\n\\u{e9}\""
+        );
+        assert_eq!(
+            FdtError::InvalidPropertyName(String::from("x@1")).to_string(),
+            "invalid property name \"x@1\""
+        );
     }
 
     #[test]
@@ -484,60 +527,66 @@ mod tests {
     fn misuse_is_reported() {
         let mut w = FdtWriter::new();
         assert_eq!(
-            w.property_u32("x", 1),
+            un(w.property_u32("x", 1)),
             Err(FdtError::PropertyOutsideNode("x".into()))
         );
-        assert_eq!(w.end_node(), Err(FdtError::UnbalancedEnd));
+        assert_eq!(un(w.end_node()), Err(FdtError::UnbalancedEnd));
         assert_eq!(
-            w.begin_node("foo"),
+            un(w.begin_node("foo")),
             Err(FdtError::RootNotEmptyName("foo".into()))
         );
         w.begin_node("").unwrap();
         w.begin_node("cpus").unwrap();
         w.end_node().unwrap();
         assert_eq!(
-            w.property_u32("late", 1),
+            un(w.property_u32("late", 1)),
             Err(FdtError::PropertyAfterChild {
                 node: "/".into(),
                 property: "late".into()
             })
         );
         assert_eq!(
-            w.begin_node("cpus"),
+            un(w.begin_node("cpus")),
             Err(FdtError::DuplicateNode("/cpus".into()))
         );
         w.begin_node("memory@40000000").unwrap();
         w.property_u32("reg", 1).unwrap();
         assert!(matches!(
-            w.property_u32("reg", 1),
+            un(w.property_u32("reg", 1)),
             Err(FdtError::DuplicateProperty { .. })
         ));
         assert_eq!(
-            w.property_string("s", "a\0b"),
+            un(w.property_string("s", "a\0b")),
             Err(FdtError::NulInString {
                 property: "s".into()
             })
         );
         assert!(matches!(
-            w.begin_node("bad name"),
+            un(w.begin_node("bad name")),
             Err(FdtError::InvalidNodeName(_))
         ));
         assert!(matches!(
-            w.property_u32("bad name", 0),
+            un(w.property_u32("bad name", 0)),
             Err(FdtError::InvalidPropertyName(_))
         ));
         w.end_node().unwrap();
         w.end_node().unwrap();
-        assert_eq!(w.begin_node(""), Err(FdtError::SecondRoot(String::new())));
+        assert_eq!(
+            un(w.begin_node("")),
+            Err(FdtError::SecondRoot(String::new()))
+        );
     }
 
     #[test]
     fn unclosed_and_empty_trees_fail_to_finish() {
-        assert_eq!(FdtWriter::new().finish(), Err(FdtError::NoRootNode));
+        assert_eq!(un(FdtWriter::new().finish()), Err(FdtError::NoRootNode));
         let mut w = FdtWriter::new();
         w.begin_node("").unwrap();
         w.begin_node("chosen").unwrap();
-        assert_eq!(w.finish(), Err(FdtError::UnclosedNode("/chosen".into())));
+        assert_eq!(
+            un(w.finish()),
+            Err(FdtError::UnclosedNode("/chosen".into()))
+        );
     }
 
     #[test]
@@ -548,7 +597,7 @@ mod tests {
         w.end_node().unwrap();
         let predicted = w.size_so_far();
         assert!(matches!(
-            w.finish_with_limit(64),
+            un(w.finish_with_limit(64)),
             Err(FdtError::TooLarge { max: 64, .. })
         ));
         let mut w = FdtWriter::new();

@@ -49,6 +49,7 @@ extern crate alloc;
 
 mod error;
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -149,7 +150,7 @@ pub fn parse(
     domain: &DomainRequest<'_>,
     partial_dtb: &[u8],
     host: &HostView<'_>,
-) -> Result<Assignment, AssignError> {
+) -> Result<Assignment, Box<AssignError>> {
     Ok(parse_devices(domain, partial_dtb, host)?.0)
 }
 
@@ -157,11 +158,13 @@ fn parse_devices(
     domain: &DomainRequest<'_>,
     partial_dtb: &[u8],
     host: &HostView<'_>,
-) -> Result<(Assignment, Vec<Device>), AssignError> {
-    let err = |node: String, kind: ErrorKind| AssignError {
-        domain: domain.name.to_string(),
-        node,
-        kind,
+) -> Result<(Assignment, Vec<Device>), Box<AssignError>> {
+    let err = |node: String, kind: ErrorKind| {
+        Box::new(AssignError {
+            domain: domain.name.to_string(),
+            node,
+            kind,
+        })
     };
     let dt = DeviceTree::parse(partial_dtb)
         .map_err(|e| err(String::from("/"), ErrorKind::InvalidDtb(e)))?;
@@ -524,15 +527,17 @@ impl Registry {
         domain: &DomainRequest<'_>,
         partial_dtb: &[u8],
         host: &HostView<'_>,
-    ) -> Result<Assignment, AssignError> {
+    ) -> Result<Assignment, Box<AssignError>> {
         let (out, devices) = parse_devices(domain, partial_dtb, host)?;
         let mut mmio: Vec<(HostRange, Owner)> = Vec::new();
         let mut irqs: Vec<(u32, Owner)> = Vec::new();
         for dev in &devices {
-            let err = |kind| AssignError {
-                domain: domain.name.to_string(),
-                node: dev.node.clone(),
-                kind,
+            let err = |kind| {
+                Box::new(AssignError {
+                    domain: domain.name.to_string(),
+                    node: dev.node.clone(),
+                    kind,
+                })
             };
             let me = Owner {
                 domain: domain.name.to_string(),
@@ -554,7 +559,7 @@ impl Registry {
                 {
                     return Err(err(ErrorKind::MmioOwned {
                         range: m.host,
-                        owner: alloc::boxed::Box::new(owner.clone()),
+                        owner: Box::new(owner.clone()),
                         owned: *owned,
                     }));
                 }
@@ -569,7 +574,7 @@ impl Registry {
                 {
                     return Err(err(ErrorKind::IrqOwned {
                         intid,
-                        owner: alloc::boxed::Box::new(owner.clone()),
+                        owner: Box::new(owner.clone()),
                     }));
                 }
                 irqs.push((intid, me.clone()));

@@ -57,7 +57,7 @@ fn kept() -> Vec<Forbidden> {
     ]
 }
 
-fn assign_one(partial: &str, dom: DomainRequest<'_>) -> Result<Assignment, AssignError> {
+fn assign_one(partial: &str, dom: DomainRequest<'_>) -> Result<Assignment, Box<AssignError>> {
     let dt = host_tree();
     Registry::new(kept()).assign(&dom, &fixture(partial), &host(&dt, false))
 }
