@@ -248,6 +248,21 @@ pub enum FaultStatus {
     Other(u8),
 }
 
+impl fmt::Display for FaultStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AddressSize(l) => write!(f, "address size fault, level {l}"),
+            Self::Translation(l) => write!(f, "translation fault, level {l}"),
+            Self::AccessFlag(l) => write!(f, "access flag fault, level {l}"),
+            Self::Permission(l) => write!(f, "permission fault, level {l}"),
+            Self::SyncExternal => f.write_str("synchronous external abort"),
+            Self::Alignment => f.write_str("alignment fault"),
+            Self::TlbConflict => f.write_str("TLB conflict abort"),
+            Self::Other(c) => write!(f, "fault status code {c:#04x}"),
+        }
+    }
+}
+
 impl FaultStatus {
     /// Decodes a 6-bit fault status code.
     #[inline]
@@ -329,7 +344,7 @@ impl fmt::Display for EsrError {
                 f.write_str("cache maintenance or address translation instruction (CM=1)")
             }
             Self::FarNotValid => f.write_str("fault address register not valid (FnV=1)"),
-            Self::NotEmulatable(fsc) => write!(f, "data abort with fault status {fsc:?}"),
+            Self::NotEmulatable(fsc) => write!(f, "data abort with fault status: {fsc}"),
         }
     }
 }
@@ -548,6 +563,23 @@ mod tests {
 
     fn esr(ec: u64, iss: u64) -> u64 {
         (ec << 26) | IL_BIT | iss
+    }
+
+    #[test]
+    fn fault_status_reads_as_words() {
+        use alloc::string::ToString;
+        assert_eq!(
+            FaultStatus::from_raw(0x06).to_string(),
+            "translation fault, level 2"
+        );
+        assert_eq!(
+            EsrError::NotEmulatable(FaultStatus::from_raw(0x0D)).to_string(),
+            "data abort with fault status: permission fault, level 1"
+        );
+        assert_eq!(
+            FaultStatus::from_raw(0x35).to_string(),
+            "fault status code 0x35"
+        );
     }
 
     #[test]

@@ -172,6 +172,16 @@ pub enum VcpuPower {
     On,
 }
 
+impl fmt::Display for VcpuPower {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::OnPending { entry, .. } => write!(f, "starting at {entry:#x}"),
+            Self::On => f.write_str("on"),
+        }
+    }
+}
+
 /// What the binary must do after a PSCI call.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum PsciAction {
@@ -238,7 +248,7 @@ impl fmt::Display for VcpuPowerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoSuchVcpu(v) => write!(f, "vCPU {v} does not exist"),
-            Self::WrongState { vcpu, state } => write!(f, "vCPU {vcpu} is {state:?}"),
+            Self::WrongState { vcpu, state } => write!(f, "vCPU {vcpu} is {state}"),
         }
     }
 }
@@ -464,6 +474,24 @@ mod tests {
 
     const fn neg(code: i64) -> u64 {
         code as u64
+    }
+
+    #[test]
+    fn power_errors_name_the_state() {
+        use alloc::string::ToString;
+        let e = VcpuPowerError::WrongState {
+            vcpu: 1,
+            state: VcpuPower::OnPending {
+                entry: 0x4008_0000,
+                context_id: 0,
+            },
+        };
+        assert_eq!(e.to_string(), "vCPU 1 is starting at 0x40080000");
+        let off = VcpuPowerError::WrongState {
+            vcpu: 0,
+            state: VcpuPower::Off,
+        };
+        assert_eq!(off.to_string(), "vCPU 0 is off");
     }
 
     #[test]
