@@ -440,8 +440,21 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 /// fold that hands an SPI to another vCPU adds that vCPU to `after`.
 #[inline(always)]
 fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
-    // Inlined: on most exits this is one test (the vGIC's quiet check),
-    // and the vGIC's slow path is out of line.
+    // Inlined: on most exits this is one test (the vGIC's quiet check on
+    // the cached list-register count), and the rest is out of line.
+    if let Some(n) = HwLrs::count_this_cpu()
+        && rt.vgic.quiet(VcpuId(vcpu), n)
+    {
+        return;
+    }
+    refresh_lrs(rt, vcpu, after);
+}
+
+/// [`refresh`] past its quiet test (inlined too: the vGIC's own slow path
+/// is out of line, and a second call level only added a prologue to every
+/// interrupt delivery).
+#[inline(always)]
+fn refresh_lrs(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
     if let Some(mut lrs) = HwLrs::this_cpu()
         && let Ok(k) = rt.vgic.refresh_and_take_kicks(VcpuId(vcpu), &mut lrs)
     {

@@ -1625,15 +1625,20 @@ impl<B: Backend> VirtualGic for Emulator<B> {
     }
 
     #[inline]
+    fn quiet(&self, vcpu: VcpuId, lr_count: usize) -> bool {
+        // As in `refresh`; only a fold adds kicks, and the one that did
+        // may have run outside a refresh (a `sync`), hence the second test.
+        let key = self.generation | lr_count.min(MAX_LRS) as u64;
+        self.quiet.get(vcpu.0) == Some(&key) && self.deferred.is_empty()
+    }
+
+    #[inline]
     fn refresh_and_take_kicks<L: ListRegisters + ?Sized>(
         &mut self,
         vcpu: VcpuId,
         lrs: &mut L,
     ) -> Result<Kicks, VgicError> {
-        // As in `refresh`; only a fold adds kicks, and the one that did
-        // may have run outside this pair (a `sync`), hence the second test.
-        let key = self.generation | lrs.count().min(MAX_LRS) as u64;
-        if self.quiet.get(vcpu.0) == Some(&key) && self.deferred.is_empty() {
+        if self.quiet(vcpu, lrs.count()) {
             return Ok(Kicks::NONE);
         }
         self.refresh_slow(vcpu, lrs)?;

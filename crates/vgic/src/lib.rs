@@ -486,6 +486,16 @@ pub trait VirtualGic {
     fn take_kicks(&mut self) -> Kicks {
         Kicks::NONE
     }
+    /// Whether [`refresh_and_take_kicks`](Self::refresh_and_take_kicks)
+    /// on `vcpu`, whose interface has `lr_count` list registers, would
+    /// neither touch them nor report a kick: nothing in flight, nothing
+    /// changed since the last flush. A cheap test the return path may run
+    /// before it even builds its [`ListRegisters`]; `false` is always a
+    /// safe answer.
+    fn quiet(&self, vcpu: VcpuId, lr_count: usize) -> bool {
+        let _ = (vcpu, lr_count);
+        false
+    }
     /// [`refresh`](Self::refresh), then [`take_kicks`](Self::take_kicks):
     /// the pair every return to a guest runs, in one call so that an
     /// implementation can answer the common case (nothing to refill, no
@@ -625,6 +635,10 @@ impl VirtualGic for Vgic {
     }
     fn take_kicks(&mut self) -> Kicks {
         dispatch!(self, v => v.take_kicks())
+    }
+    #[inline]
+    fn quiet(&self, vcpu: VcpuId, lr_count: usize) -> bool {
+        dispatch!(self, v => v.quiet(vcpu, lr_count))
     }
     #[inline]
     fn refresh_and_take_kicks<L: ListRegisters + ?Sized>(

@@ -106,6 +106,15 @@ const COUNT_V2: u8 = 0x80;
 static GICH_BASE: AtomicU64 = AtomicU64::new(0);
 
 impl HwLrs {
+    /// How many list registers the calling CPU has, once an [`HwLrs`] was
+    /// built on it (`None` before): all a quiet exit needs to know, without
+    /// the GICv2 frame lookup.
+    #[inline]
+    pub fn count_this_cpu() -> Option<usize> {
+        let cached = COUNT.get(super::this_cpu())?.load(Ordering::Relaxed) & !COUNT_V2;
+        (cached != 0).then_some(usize::from(cached))
+    }
+
     /// The list registers of the calling CPU, or `None` without a virtual
     /// interface.
     #[inline]
