@@ -324,6 +324,9 @@ struct After {
     /// The guest waits for an interrupt (WFI, CPU_SUSPEND); cleared when
     /// one is deliverable already.
     wait: bool,
+    /// An interrupt was injected into this vCPU, so the vGIC cannot be
+    /// quiet: the return path skips that test.
+    injected: bool,
     /// The rare rest.
     deferred: Deferred,
 }
@@ -442,7 +445,8 @@ fn sgi_register(acc: &tessel_trap::SysRegAccess) -> Option<SgiRegister> {
 fn refresh(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
     // Inlined: on most exits this is one test (the vGIC's quiet check on
     // the cached list-register count), and the rest is out of line.
-    if let Some(n) = HwLrs::count_this_cpu()
+    if !after.injected
+        && let Some(n) = HwLrs::count_this_cpu()
         && rt.vgic.quiet(VcpuId(vcpu), n)
     {
         return;
@@ -916,6 +920,7 @@ fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut
     };
     match rt.vgic.inject(VcpuId(vcpu), irq) {
         Ok(target) => {
+            after.injected = true;
             // The running vCPU refreshes on its way back in anyway.
             if let Some(t) = target.filter(|t| t.0 != cur.vcpu) {
                 let mut k = Kicks::NONE;
