@@ -324,8 +324,9 @@ struct After {
     /// The guest waits for an interrupt (WFI, CPU_SUSPEND); cleared when
     /// one is deliverable already.
     wait: bool,
-    /// An interrupt was injected into this vCPU, so the vGIC cannot be
-    /// quiet: the return path skips that test.
+    /// An interrupt was injected into this vCPU (or the vGIC named it to
+    /// be kicked), so the vGIC cannot be quiet: the return path skips that
+    /// test.
     injected: bool,
     /// The rare rest.
     deferred: Deferred,
@@ -349,11 +350,14 @@ enum Deferred {
 
 impl After {
     /// Adds `k` to the vCPUs to kick, leaving out `own`: the vCPU that
-    /// exited refreshes its list registers before it resumes anyway.
+    /// exited refreshes its list registers before it resumes anyway (and,
+    /// named in `k`, cannot be quiet).
     fn kick(&mut self, k: Kicks, own: usize) {
         let mut bits = k.bits();
         if own < 128 {
-            bits &= !(1u128 << own);
+            let me = 1u128 << own;
+            self.injected |= bits & me != 0;
+            bits &= !me;
         }
         self.kicks |= bits;
     }
