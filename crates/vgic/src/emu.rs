@@ -1114,24 +1114,7 @@ impl<B: Backend> Emulator<B> {
             }
             GICD_SGIR if v2 => {
                 Self::word_only("GICD_SGIR", off, size)?;
-                let value = value as u32;
-                let intid = value & SGIR_INTID_MASK;
-                let list = (value >> SGIR_TARGETS_SHIFT) & 0xFF;
-                let all = (1u32 << self.cfg.nr_vcpus) - 1;
-                let me = 1u32 << bank.accessor;
-                let targets = match (value >> SGIR_FILTER_SHIFT) & 3 {
-                    0 => list & all,
-                    1 => all & !me,
-                    2 => me,
-                    _ => 0,
-                };
-                let src = bank.accessor;
-                for t in 0..self.cfg.nr_vcpus {
-                    if targets & (1 << t) != 0 {
-                        kicks.add_opt(self.send_v2_sgi(t, intid, src));
-                    }
-                }
-                Ok(kicks)
+                Ok(self.write_sgir(bank.accessor, value as u32))
             }
             GICD_CPENDSGIR..=0xF2F if v2 => {
                 if !matches!(size, AccessSize::Byte | AccessSize::Word) {
@@ -1304,6 +1287,28 @@ impl<B: Backend> Emulator<B> {
         }
     }
 
+    /// A GICv2 `GICD_SGIR` write by vCPU `src` (IHI 0048B 4.3.15): the
+    /// SGI goes to the listed vCPUs, to all but `src`, or to `src` alone.
+    fn write_sgir(&mut self, src: usize, value: u32) -> Kicks {
+        let mut kicks = Kicks::NONE;
+        let intid = value & SGIR_INTID_MASK;
+        let list = (value >> SGIR_TARGETS_SHIFT) & 0xFF;
+        let all = (1u32 << self.cfg.nr_vcpus) - 1;
+        let me = 1u32 << src;
+        let targets = match (value >> SGIR_FILTER_SHIFT) & 3 {
+            0 => list & all,
+            1 => all & !me,
+            2 => me,
+            _ => 0,
+        };
+        for t in 0..self.cfg.nr_vcpus {
+            if targets & (1 << t) != 0 {
+                kicks.add_opt(self.send_v2_sgi(t, intid, src));
+            }
+        }
+        kicks
+    }
+
     /// Makes GICv3 SGI `intid` pending on `target`.
     fn send_sgi(&mut self, target: usize, intid: u32) -> Option<VcpuId> {
         self.latch(target, intid)
@@ -1466,6 +1471,15 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         value: u64,
     ) -> Result<Kicks, VgicError> {
         let v = self.check_vcpu(vcpu)?;
+        // GICv2's SGI register, which a guest writes for every IPI, without
+        // the frame and register decode (the same effect as `dist_write`).
+        if B::DIRECT
+            && self.v2()
+            && gpa.0.wrapping_sub(self.dist_base) == GICD_SGIR
+            && size == AccessSize::Word
+        {
+            return Ok(self.write_sgir(v, value as u32));
+        }
         match self.locate(gpa)? {
             Frame::Dist(off) => {
                 Self::check_align(off, size)?;

@@ -1171,6 +1171,12 @@ fn apply_op<G: VirtualGic>(g: &mut G, lrs: &mut [FakeLrs], op: HostOp) -> String
         ),
         5 => format!("{:?}", g.inject(v, intid)),
         6 => format!("{:?}", g.set_line(v, intid, val & 0x100 != 0)),
+        // The SGI registers: ICC_SGI1R_EL1 on GICv3, GICD_SGIR (mostly
+        // word writes, its only legal size) on GICv2.
+        7 if g.version() == GicVersion::V2 => {
+            let sz = if val & 1 == 0 { Word } else { size };
+            format!("{:?}", g.mmio_write(v, gicd(0xF00), sz, val))
+        }
         7 => format!("{:?}", g.sysreg_sgi(v, SgiRegister::Sgi1r, val)),
         8 => format!("{:?}", g.map_hw(v, intid, 16 + (off % 1000) as u32)),
         _ => {
