@@ -729,10 +729,15 @@ impl<B: Backend> Emulator<B> {
         {
             let same_generation = shadow.generation == self.generation;
             if shadow.used == 1 {
-                if same_generation && lrs.read(0) == shadow.lrs[0] {
+                // One read of what the fold needs. The rest of a list
+                // register (priority, hardware and group bits, the GICv2
+                // source) is not the guest's to change, and the fold and
+                // fill would write back what the flush wrote.
+                let w = shadow.lrs[0];
+                let (intid, state) = lrs.read_state(0);
+                if same_generation && intid == w.intid && state == w.state {
                     return Ok(());
                 }
-                let (intid, state) = lrs.read_state(0);
                 if self.refresh_one(v, intid, state, lrs) {
                     return Ok(());
                 }
@@ -790,12 +795,7 @@ impl<B: Backend> Emulator<B> {
             return false;
         };
         let intid = w.intid;
-        if !B::DIRECT
-            || shadow.underflow
-            || read != intid
-            || backend.queue_len(v) != 1
-            || backend.queued_at(v, 0) != Some(intid)
-            || backend.overflow_len(v) != 0
+        if !B::DIRECT || shadow.underflow || read != intid || backend.sole_queued(v) != Some(intid)
         {
             return false;
         }
@@ -1318,6 +1318,25 @@ impl<B: Backend> Emulator<B> {
     /// write); a new event while it sits in a list register is carried by
     /// the relatch bit.
     fn latch(&mut self, v: usize, intid: u32) -> Option<VcpuId> {
+        if B::DIRECT {
+            // Still held in a list register (the guest completed it and its
+            // source fired again without an exit in between): the relatch
+            // keeps it held and active as it was, so no queue moves and,
+            // as in `modify_dynamic`, the holder must exit to fold it when
+            // anything changed. One record update instead of the generic
+            // path's whole view.
+            let relatch = Status::RELATCHED | Status::PENDING;
+            if let Some((old, listed)) = self.backend.update_held(v, intid, |mut d| {
+                d.status.insert(relatch);
+                d
+            }) {
+                if old.status.contains(relatch) {
+                    return None;
+                }
+                self.generation = self.generation.wrapping_add(GEN_STEP);
+                return Some(VcpuId(usize::from(listed)));
+            }
+        }
         self.modify_dynamic(v, intid, |d| {
             if d.status.contains(Status::IN_LR) {
                 d.status.insert(Status::RELATCHED);
