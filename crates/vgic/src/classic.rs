@@ -303,6 +303,19 @@ impl Backend for Classic {
     }
 
     #[inline(always)]
+    fn refold_held<T, F: FnOnce(&IrqView) -> Option<(Dynamic, T)>>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<T> {
+        let (r, p) = self.parts_mut(vcpu, intid)?;
+        let (d, out) = f(&Self::view_of(r, p, intid))?;
+        p.dynamic = d;
+        Some(out)
+    }
+
+    #[inline(always)]
     fn update_held<F: FnOnce(Dynamic) -> Dynamic>(
         &mut self,
         vcpu: usize,
@@ -382,9 +395,10 @@ mod tests {
 
     proptest! {
         /// `update_held` (the injection into an interrupt still held in a
-        /// list register) against the generic `update` with the same
-        /// change, and `sole_queued` against the queue primitives, on
-        /// random states: the same answers and the same stored state.
+        /// list register) and `refold_held` (the direct refresh) against
+        /// the generic `update` with the same change, and `sole_queued`
+        /// against the queue primitives, on random states: the same
+        /// answers and the same stored state.
         #[test]
         fn fast_paths_match_generic(
             states in proptest::collection::vec((0usize..2, 0u32..96, arb_state()), 0..40),
@@ -414,6 +428,23 @@ mod tests {
                     slow.update(v, intid, |st| relatch(st.dynamic));
                 } else {
                     prop_assert_eq!(got, None);
+                }
+                prop_assert_eq!(snapshot(&mut c), snapshot(&mut slow));
+                // A refold that keeps it held and active: clears the
+                // relatch and the pending latch.
+                let refold = |st: &IrqView| {
+                    let mut d = st.dynamic;
+                    d.status.remove(Status::RELATCHED | Status::PENDING);
+                    (st.has(Status::IN_LR) && st.listed.is_some()).then_some((d, st.priority))
+                };
+                let view = slow.view(v, intid);
+                let got = c.refold_held(v, intid, refold);
+                match refold(&view) {
+                    Some((d, prio)) => {
+                        prop_assert_eq!(got, Some(prio));
+                        slow.update(v, intid, |_| d);
+                    }
+                    None => prop_assert_eq!(got, None),
                 }
                 prop_assert_eq!(snapshot(&mut c), snapshot(&mut slow));
             }

@@ -785,6 +785,7 @@ impl<B: Backend> Emulator<B> {
     ) -> bool {
         let dist_en = self.dist_enabled();
         let v2 = self.v2();
+        let generation = self.generation;
         let Self {
             backend, shadows, ..
         } = self;
@@ -800,34 +801,36 @@ impl<B: Backend> Emulator<B> {
             return false;
         }
         let me = u16::try_from(v).ok();
-        let st = backend.view(v, intid);
-        // Held here, and (an SPI) still targeted here: otherwise the fold
-        // hands it to another vCPU.
-        if !st.has(Status::IN_LR) || st.listed != me || (intid >= SPI_BASE && st.target != me) {
-            return false;
-        }
-        let d = folded(
-            st.dynamic,
-            Some(state),
-            w.state.is_pending(),
-            v2 && intid < PPI_BASE,
-        );
-        // Pending, active and the SGI sources as they were: the fold moves
-        // no queue and starts no new generation.
-        if (d.status ^ st.dynamic.status).intersects(Status::PENDING | Status::ACTIVE)
-            || d.sgi_sources != st.dynamic.sgi_sources
-        {
-            return false;
-        }
-        let Some((lr, false)) = lr_for(&IrqView { dynamic: d, ..st }, intid, v2, dist_en) else {
+        let v2_sgi = v2 && intid < PPI_BASE;
+        let wrote_pending = w.state.is_pending();
+        // One look at the interrupt: checked, folded and refilled.
+        let Some(lr) = backend.refold_held(v, intid, |st| {
+            // Held here, and (an SPI) still targeted here: otherwise the
+            // fold hands it to another vCPU.
+            if !st.has(Status::IN_LR) || st.listed != me || (intid >= SPI_BASE && st.target != me) {
+                return None;
+            }
+            let d = folded(st.dynamic, Some(state), wrote_pending, v2_sgi);
+            // Pending, active and the SGI sources as they were: the fold
+            // moves no queue and starts no new generation.
+            if (d.status ^ st.dynamic.status).intersects(Status::PENDING | Status::ACTIVE)
+                || d.sgi_sources != st.dynamic.sgi_sources
+            {
+                return None;
+            }
+            let Some((lr, false)) = lr_for(&IrqView { dynamic: d, ..*st }, intid, v2, dist_en)
+            else {
+                return None;
+            };
+            // Held before and after, active as before: neither the fold
+            // nor the fill would move it in or between queues.
+            Some((held(d, &lr), lr))
+        }) else {
             return false;
         };
-        // Held before and after, active as before: neither the fold nor
-        // the fill would move it in or between queues.
-        backend.set_held(v, intid, held(d, &lr));
         lrs.write(0, lr);
         shadow.lrs[0] = lr;
-        shadow.generation = self.generation;
+        shadow.generation = generation;
         true
     }
 

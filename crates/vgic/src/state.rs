@@ -317,6 +317,22 @@ pub trait Backend: Clone + core::fmt::Debug {
     fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
         self.update(vcpu, intid, |_| d);
     }
+    /// Calls `f` with the [`view`](Self::view) of `intid`; when it returns
+    /// a dynamic state (one in which the interrupt is still held in a list
+    /// register and active as before), stores it as
+    /// [`set_held`](Self::set_held) would, and returns what came with it.
+    /// The direct refresh's read and write in one look at the interrupt.
+    #[inline]
+    fn refold_held<T, F: FnOnce(&IrqView) -> Option<(Dynamic, T)>>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<T> {
+        let (d, out) = f(&self.view(vcpu, intid))?;
+        self.set_held(vcpu, intid, d);
+        Some(out)
+    }
     /// When `intid` is held in a list register and listed on a vCPU,
     /// replaces its dynamic state with `f` of it, which must keep it held
     /// and active as before (so, as for [`set_held`](Self::set_held), no
