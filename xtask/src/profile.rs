@@ -109,8 +109,10 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
         _ => return "other",
     }
     // `sysreg_sgi` is usually inlined; a synchronous exit that injects
-    // (`modify_dynamic`) without an MMIO access is then the SGI register.
-    if has("sysreg_sgi") || (has("modify_dynamic") && !has("mmio_") && !has("Vpl011")) {
+    // (`modify_dynamic`, or `latch` when the SGI is still held in a list
+    // register) without an MMIO access is then the SGI register.
+    let injects = has("modify_dynamic") || has("::latch");
+    if has("sysreg_sgi") || (injects && !has("mmio_") && !has("Vpl011")) {
         "ICC_SGI1R_EL1 write"
     } else if has("Vpl011") {
         "vPL011 access"
