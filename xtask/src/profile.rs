@@ -110,15 +110,17 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
     }
     // Much of the trap handling is inlined into `guest_sync_entry`, so a
     // class is told by the out-of-line functions it reached: an exit that
-    // injected (`modify_dynamic`) with no register write in the vGIC's
-    // distributor emulation is a GICv3 SGI send (ICC_SGI1R_EL1); GICv2's
-    // GICD_SGIR writes are vGIC MMIO writes.
+    // injected (`modify_dynamic`, or `latch` when the SGI is still held in
+    // a list register) with no general register write in the vGIC's
+    // distributor emulation is an SGI send: ICC_SGI1R_EL1 on GICv3, the
+    // GICD_SGIR shortcut on GICv2.
+    let injects = has("modify_dynamic") || has("::latch");
     if has("Vpl011") {
         "vPL011 access"
     } else if has("psci") {
         "PSCI call"
-    } else if has("sysreg_sgi") || (has("modify_dynamic") && !has("dist_write")) {
-        "SGI send (ICC_SGI1R_EL1)"
+    } else if has("sysreg_sgi") || (injects && !has("dist_write")) {
+        "SGI send (ICC_SGI1R_EL1 or GICD_SGIR)"
     } else if has("mmio_write") || has("dist_write") {
         "vGIC MMIO write"
     } else if has("mmio_read") {

@@ -79,7 +79,7 @@ impl Classic {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn parts_mut(&mut self, vcpu: usize, intid: u32) -> Option<(&mut Rank, &mut PendingIrq)> {
         let i = (intid % 32) as usize;
         if intid < NR_PRIVATE {
@@ -279,6 +279,15 @@ impl Backend for Classic {
     }
 
     #[inline]
+    fn sole_queued(&self, vcpu: usize) -> Option<u32> {
+        let c = self.vcpus.get(vcpu)?;
+        match (c.inflight.as_slice(), c.lr_pending.is_empty()) {
+            (&[intid], true) => Some(intid),
+            _ => None,
+        }
+    }
+
+    #[inline]
     fn view(&self, vcpu: usize, intid: u32) -> IrqView {
         match self.parts(vcpu, intid) {
             Some((r, p)) => Self::view_of(r, p, intid),
@@ -291,6 +300,38 @@ impl Backend for Classic {
         if let Some((_, p)) = self.parts_mut(vcpu, intid) {
             p.dynamic = d;
         }
+    }
+
+    #[inline(always)]
+    fn refold_held<T, F: FnOnce(&IrqView) -> Option<(Dynamic, T)>>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<T> {
+        let (r, p) = self.parts_mut(vcpu, intid)?;
+        let (d, out) = f(&Self::view_of(r, p, intid))?;
+        p.dynamic = d;
+        Some(out)
+    }
+
+    #[inline(always)]
+    fn update_held<F: FnOnce(Dynamic) -> Dynamic>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<(Dynamic, u16)> {
+        // Only the record: the rest of the view does not
+        // matter to a change that keeps the interrupt where it is.
+        let (_, p) = self.parts_mut(vcpu, intid)?;
+        let listed = p.inflight_on?;
+        let old = p.dynamic;
+        if !old.status.contains(Status::IN_LR) {
+            return None;
+        }
+        p.dynamic = f(old);
+        Some((old, listed))
     }
 
     #[inline]
@@ -319,6 +360,96 @@ impl Backend for Classic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn arb_state() -> impl Strategy<Value = IrqState> {
+        (any::<u16>(), any::<u8>(), 0u16..3).prop_map(|(bits, priority, target)| IrqState {
+            enabled: bits & 1 != 0,
+            pending_latch: bits & 2 != 0,
+            line_level: bits & 4 != 0,
+            active: bits & 8 != 0,
+            edge: bits & 16 != 0,
+            priority,
+            hw: (bits & 32 != 0).then_some(40),
+            target: (target < 2).then_some(target),
+            sgi_sources: (bits >> 8) as u8 & 3,
+            in_lr: bits & 64 != 0,
+            relatched: bits & 128 != 0,
+            ..IrqState::default()
+        })
+    }
+
+    /// Everything the model stores, for comparing two copies.
+    fn snapshot(c: &mut Classic) -> Vec<(IrqState, Option<usize>)> {
+        let mut out = Vec::new();
+        for v in 0..2 {
+            for intid in (0..32).chain(32..96) {
+                out.push((c.load(v, intid), c.listed_on(v, intid)));
+            }
+            let mut q = Vec::new();
+            c.queued(v, &mut q);
+            out.extend(q.iter().map(|i| (IrqState::default(), Some(*i as usize))));
+        }
+        out
+    }
+
+    proptest! {
+        /// `update_held` (the injection into an interrupt still held in a
+        /// list register) and `refold_held` (the direct refresh) against
+        /// the generic `update` with the same change, and `sole_queued`
+        /// against the queue primitives, on random states: the same
+        /// answers and the same stored state.
+        #[test]
+        fn fast_paths_match_generic(
+            states in proptest::collection::vec((0usize..2, 0u32..96, arb_state()), 0..40),
+            picks in proptest::collection::vec((0usize..2, 0u32..96, any::<bool>()), 1..20),
+        ) {
+            let mut c = Classic::create(2, 64, false);
+            for (v, intid, st) in states {
+                c.store(v, intid, st);
+            }
+            for (v, intid, overflow) in picks {
+                if overflow {
+                    c.set_overflow(v, &[intid]);
+                }
+                let want = (c.queue_len(v) == 1 && c.overflow_len(v) == 0)
+                    .then(|| c.queued_at(v, 0))
+                    .flatten();
+                prop_assert_eq!(c.sole_queued(v), want);
+                let relatch = |mut d: Dynamic| {
+                    d.status.insert(Status::RELATCHED | Status::PENDING);
+                    d
+                };
+                let mut slow = c.clone();
+                let view = slow.view(v, intid);
+                let got = c.update_held(v, intid, relatch);
+                if view.has(Status::IN_LR) && let Some(l) = view.listed {
+                    prop_assert_eq!(got, Some((view.dynamic, l)));
+                    slow.update(v, intid, |st| relatch(st.dynamic));
+                } else {
+                    prop_assert_eq!(got, None);
+                }
+                prop_assert_eq!(snapshot(&mut c), snapshot(&mut slow));
+                // A refold that keeps it held and active: clears the
+                // relatch and the pending latch.
+                let refold = |st: &IrqView| {
+                    let mut d = st.dynamic;
+                    d.status.remove(Status::RELATCHED | Status::PENDING);
+                    (st.has(Status::IN_LR) && st.listed.is_some()).then_some((d, st.priority))
+                };
+                let view = slow.view(v, intid);
+                let got = c.refold_held(v, intid, refold);
+                match refold(&view) {
+                    Some((d, prio)) => {
+                        prop_assert_eq!(got, Some(prio));
+                        slow.update(v, intid, |_| d);
+                    }
+                    None => prop_assert_eq!(got, None),
+                }
+                prop_assert_eq!(snapshot(&mut c), snapshot(&mut slow));
+            }
+        }
+    }
 
     #[test]
     fn inflight_stays_in_priority_order() {

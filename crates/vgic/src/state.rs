@@ -274,6 +274,20 @@ pub trait Backend: Clone + core::fmt::Debug {
     /// queue since (and less what left it), without sorting or pruning.
     fn queue_len(&self, vcpu: usize) -> usize;
 
+    /// The INTID queued on `vcpu` when it is the only one there and none
+    /// waits for a list register: what [`queue_len`](Self::queue_len),
+    /// [`queued_at`](Self::queued_at) and
+    /// [`overflow_len`](Self::overflow_len) say together, which a model
+    /// may answer with one look at the vCPU (the delivery exit asks).
+    #[inline]
+    fn sole_queued(&self, vcpu: usize) -> Option<u32> {
+        if self.queue_len(vcpu) == 1 && self.overflow_len(vcpu) == 0 {
+            self.queued_at(vcpu, 0)
+        } else {
+            None
+        }
+    }
+
     /// The dynamic state, delivery configuration and listing of `intid`:
     /// [`IrqView::of`] its [`load`](Self::load)ed state and
     /// [`listed_on`](Self::listed_on).
@@ -302,6 +316,46 @@ pub trait Backend: Clone + core::fmt::Debug {
     /// such a change, so an implementation may store it directly.
     fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
         self.update(vcpu, intid, |_| d);
+    }
+    /// Calls `f` with the [`view`](Self::view) of `intid`; when it returns
+    /// a dynamic state (one in which the interrupt is still held in a list
+    /// register and active as before), stores it as
+    /// [`set_held`](Self::set_held) would, and returns what came with it.
+    /// The direct refresh's read and write in one look at the interrupt.
+    #[inline]
+    fn refold_held<T, F: FnOnce(&IrqView) -> Option<(Dynamic, T)>>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<T> {
+        let (d, out) = f(&self.view(vcpu, intid))?;
+        self.set_held(vcpu, intid, d);
+        Some(out)
+    }
+    /// When `intid` is held in a list register and listed on a vCPU,
+    /// replaces its dynamic state with `f` of it, which must keep it held
+    /// and active as before (so, as for [`set_held`](Self::set_held), no
+    /// queue entry moves), and returns the dynamic state before, the vCPU
+    /// whose list holds it and its target; otherwise changes nothing and
+    /// returns `None`. The same as an [`update`](Self::update), for the
+    /// injection into an interrupt still held in a list register (the
+    /// common delivery: the guest completed it and it fired again), which
+    /// a model may do without building the whole [`IrqView`].
+    #[inline]
+    fn update_held<F: FnOnce(Dynamic) -> Dynamic>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<(Dynamic, u16)> {
+        let view = self.view(vcpu, intid);
+        let listed = view.listed.filter(|_| view.has(Status::IN_LR))?;
+        let d = f(view.dynamic);
+        if d != view.dynamic {
+            self.set_held(vcpu, intid, d);
+        }
+        Some((view.dynamic, listed))
     }
 }
 
