@@ -1142,6 +1142,19 @@ fn refresh_matches_sync_and_flush(model: Model, version: GicVersion) {
     assert!(skipped.get() > 0, "the fast path never ran");
 }
 
+/// `out`, the rendering of one step's result, followed by what the vGIC
+/// reports after it: deliverable vCPUs, kicks (taken) and state digest.
+fn with_state<G: VirtualGic>(g: &mut G, out: String) -> String {
+    let deliverable: Vec<bool> = (0..g.nr_vcpus())
+        .map(|i| g.has_deliverable(VcpuId(i)))
+        .collect();
+    format!(
+        "{out} {:?} {deliverable:?} {:x}",
+        g.take_kicks(),
+        g.state_digest()
+    )
+}
+
 /// One random operation on `g`, with its result rendered for comparison:
 /// an MMIO access (anywhere in the distributor, including its
 /// identification registers, `GICD_CTLR` and `GICD_IROUTER`, or in an SGI
@@ -1192,14 +1205,7 @@ fn apply_op<G: VirtualGic>(g: &mut G, lrs: &mut [FakeLrs], op: HostOp) -> String
             format!("{r:?} {:?} {}", l.regs, l.underflow)
         }
     };
-    let deliverable: Vec<bool> = (0..g.nr_vcpus())
-        .map(|i| g.has_deliverable(VcpuId(i)))
-        .collect();
-    format!(
-        "{out} {:?} {deliverable:?} {:x}",
-        g.take_kicks(),
-        g.state_digest()
-    )
+    with_state(g, out)
 }
 
 /// The direct paths of a backend (injection, fold and fill through
@@ -1320,14 +1326,7 @@ fn direct_step<G: VirtualGic>(g: &mut G, lrs: &mut [FakeLrs], op: (u8, usize, u8
             format!("{r:?} {:?} {}", l.regs, l.underflow)
         }
     };
-    let deliverable: Vec<bool> = (0..g.nr_vcpus())
-        .map(|i| g.has_deliverable(VcpuId(i)))
-        .collect();
-    format!(
-        "{out} {:?} {deliverable:?} {:x}",
-        g.take_kicks(),
-        g.state_digest()
-    )
+    with_state(g, out)
 }
 
 /// The direct refresh (a delivery exit whose list registers come back
