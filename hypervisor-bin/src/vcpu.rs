@@ -474,10 +474,10 @@ fn refresh_lrs(rt: &mut DomainRt, vcpu: usize, after: &mut After) {
 /// The end of every exit: under the lock taken for it, leaves the vCPU if
 /// its domain stopped, otherwise refreshes its list registers; then, with
 /// the lock released, does what the exit left in `after`.
-#[inline(always)]
 ///
 /// `after` is borrowed, not moved: moving it made the compiler copy it
 /// with `memcpy` on every exit.
+#[inline(always)]
 fn finish_exit(cur: Current, mut rt: SpinGuard<'_, DomainRt>, after: &mut After) {
     let stopped = rt.state.is_stopped();
     if !stopped {
