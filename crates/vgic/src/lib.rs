@@ -12,7 +12,9 @@
 //!   on a maintenance interrupt).
 //! * The register decode (both GIC versions, access widths, RAZ/WI) lives in
 //!   [`Emulator`], generic over a [`state::Backend`] that stores interrupt
-//!   state and orders delivery. Two backends exist:
+//!   state and orders delivery. Only the delivery paths are compiled per
+//!   backend; the register decode and the other cold paths are compiled
+//!   once and reach the backend through a trait object. Two backends exist:
 //!   [`classic`] (rank-based configuration, per-vCPU inflight list kept in
 //!   priority order, an `lr_pending` overflow queue; modelled on Xen's
 //!   `vgic.c`) and [`perirq`] (one structure per INTID and a per-vCPU
