@@ -2,7 +2,7 @@
 //! [`Backend`] that stores the interrupt state; the register decode and
 //! the cold paths, compiled once for every model, are in [`mmio`].
 
-mod mmio;
+pub(crate) mod mmio;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -287,13 +287,13 @@ impl<B: Backend> Emulator<B> {
     /// This vGIC with its model behind the object-safe [`mmio::Store`],
     /// for the code compiled once for every model.
     #[inline(always)]
-    fn regs(&mut self) -> &mut Emulator<dyn mmio::Store + '_> {
+    pub(crate) fn regs(&mut self) -> &mut Emulator<dyn mmio::Store + '_> {
         self
     }
 
     /// [`regs`](Self::regs) for reading.
     #[inline(always)]
-    fn regs_ref(&self) -> &Emulator<dyn mmio::Store + '_> {
+    pub(crate) fn regs_ref(&self) -> &Emulator<dyn mmio::Store + '_> {
         self
     }
 
@@ -758,11 +758,6 @@ impl<B: Backend> Emulator<B> {
         self.latch(target, intid)
     }
 
-    /// Sets the level of `intid`'s line.
-    fn set_line_level(&mut self, v: usize, intid: u32, level: bool) -> Option<VcpuId> {
-        self.modify_dyn(v, intid, &|d| d.status.set(Status::LINE, level))
-    }
-
     /// Latches `intid` pending on `v` (an edge, a GICv3 SGI, an `ISPENDR`
     /// write); a new event while it sits in a list register is carried by
     /// the relatch bit.
@@ -806,21 +801,14 @@ impl<B: Backend> Emulator<B> {
         })
     }
 
-    /// [`modify_dynamic`](Self::modify_dynamic) for the cold senders (a
-    /// line level, register writes), compiled once for every model: the
-    /// same effect through a full [`modify`](Self::modify).
-    fn modify_dyn(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut Dynamic)) -> Option<VcpuId> {
-        self.regs().modify_dyn(v, intid, f)
-    }
-
     /// [`modify`](Self::modify) for a change `f` confined to the dynamic
     /// state (pending, active, line, SGI sources): the same effect and
     /// answer, through one [`Backend::update`] instead of a full load and
     /// store.
     ///
     /// Generic so that the hot senders ([`latch`](Self::latch), GICv2
-    /// SGIs) get the change inlined; the others share one instance through
-    /// [`modify_dyn`](Self::modify_dyn).
+    /// SGIs) get the change inlined; the cold ones (line levels, register
+    /// writes) take [`mmio`]'s full `modify`, compiled once.
     fn modify_dynamic(&mut self, v: usize, intid: u32, f: impl Fn(&mut Dynamic)) -> Option<VcpuId> {
         if !B::DIRECT {
             return self.modify(v, intid, &|s| {
@@ -902,14 +890,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         gpa: GuestPhysAddr,
         size: AccessSize,
     ) -> Result<u64, VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        // The identification registers a guest driver polls, without the
-        // frame and register decode (the same values as `dist_read`).
-        let off = gpa.0.wrapping_sub(self.dist_base);
-        if B::DIRECT && off < 0x10 && off.is_multiple_of(4) && size == AccessSize::Word {
-            return Ok(self.id_reg(off));
-        }
-        self.regs().read_at(v, gpa, size)
+        self.regs().read(vcpu, gpa, size, B::DIRECT)
     }
 
     fn mmio_write(
@@ -991,42 +972,11 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         intid: u32,
         level: bool,
     ) -> Result<Option<VcpuId>, VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        self.check_intid(intid)?;
-        if intid < PPI_BASE {
-            return Err(VgicError::InvalidIntid {
-                intid,
-                reason: "SGIs have no line",
-            });
-        }
-        let st = self.backend.view(v, intid);
-        if st.edge || st.hw.is_some() {
-            // Edge sources (and forwarded interrupts, whose level the
-            // hardware tracks) latch on the rising edge.
-            let rising = level && !st.has(Status::LINE);
-            self.set_line_level(v, intid, level);
-            return Ok(if rising { self.latch(v, intid) } else { None });
-        }
-        Ok(self.set_line_level(v, intid, level))
+        self.regs().set_line(vcpu, intid, level)
     }
 
     fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        self.check_intid(virq)?;
-        if virq < PPI_BASE {
-            return Err(VgicError::InvalidIntid {
-                intid: virq,
-                reason: "SGIs cannot be hardware-mapped",
-            });
-        }
-        if !(PPI_BASE..1020).contains(&pintid) {
-            return Err(VgicError::InvalidIntid {
-                intid: pintid,
-                reason: "physical INTID must be a PPI or SPI",
-            });
-        }
-        self.regs().map_hw_at(v, virq, pintid);
-        Ok(())
+        self.regs().map_hw(vcpu, virq, pintid)
     }
 
     fn flush<L: ListRegisters + ?Sized>(
@@ -1090,8 +1040,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
     }
 
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
-        self.check_vcpu(vcpu)
-            .is_ok_and(|v| self.regs_ref().deliverable_on(v))
+        self.regs_ref().has_deliverable(vcpu)
     }
 
     fn state_digest(&self) -> u64 {

@@ -15,7 +15,7 @@ use tessel_addr::{AccessSize, Address, GuestPhysAddr};
 use super::{Emulator, GEN_STEP, aff_of, bad};
 use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicLayout};
 use crate::regs::*;
-use crate::state::{Backend, Dynamic, IrqState, IrqView, Status};
+use crate::state::{Backend, Dynamic, IrqState, Status};
 use crate::{Kicks, NR_PRIVATE, PPI_BASE, SPI_BASE, VcpuId, VgicError};
 
 /// What the register emulation needs of a model: the object-safe part of
@@ -28,8 +28,6 @@ pub(crate) trait Store {
     fn get(&self, vcpu: usize, intid: u32) -> IrqState;
     /// [`Backend::store`].
     fn put(&mut self, vcpu: usize, intid: u32, st: IrqState);
-    /// [`Backend::view`].
-    fn look(&self, vcpu: usize, intid: u32) -> IrqView;
     /// [`Backend::listed_on`].
     fn holder(&self, vcpu: usize, intid: u32) -> Option<usize>;
     /// [`Backend::for_each_queued`].
@@ -44,9 +42,6 @@ impl<B: Backend> Store for B {
     }
     fn put(&mut self, vcpu: usize, intid: u32, st: IrqState) {
         self.store(vcpu, intid, st);
-    }
-    fn look(&self, vcpu: usize, intid: u32) -> IrqView {
-        self.view(vcpu, intid)
     }
     fn holder(&self, vcpu: usize, intid: u32) -> Option<usize> {
         self.listed_on(vcpu, intid)
@@ -124,14 +119,18 @@ const FIELD_RANGES: [(u64, u64, Field); 10] = [
     (GICD_ICFGR, 0x100, Field::Config),
 ];
 
-/// Where an MMIO access lands.
+/// Which frame an MMIO access lands in.
 enum Frame {
-    Dist(u64),
-    /// RD_base of a vCPU (or of an unused frame: `None`), whether it is
-    /// the last frame (`GICR_TYPER.Last`), and the offset.
-    Rd(Option<usize>, bool, u64),
-    Sgi(Option<usize>, u64),
+    Dist,
+    /// RD_base of a vCPU (or of an unused frame: `None`), and whether it is
+    /// the last frame (`GICR_TYPER.Last`).
+    Rd(Option<usize>, bool),
+    Sgi(Option<usize>),
 }
+
+/// Why a register refused an access: the register (or register class)
+/// named in the [`VgicError::BadAccess`] that the frame decode makes of it.
+type Refused = &'static str;
 
 /// FNV-1a, enough for a state digest.
 struct Fnv(u64);
@@ -189,29 +188,16 @@ impl Emulator<dyn Store + '_> {
 
     /// [`VirtualGic::mmio_read`](crate::VirtualGic::mmio_read) by vCPU `v`
     /// (checked) past the fast paths.
-    pub(super) fn read_at(
-        &self,
-        v: usize,
-        gpa: GuestPhysAddr,
-        size: AccessSize,
-    ) -> Result<u64, VgicError> {
-        match self.locate(gpa)? {
-            Frame::Dist(off) => {
-                Self::check_align(off, size)?;
-                self.dist_read(self.dist_bank(v), off, size)
-            }
-            Frame::Rd(t, last, off) => {
-                Self::check_align(off, size)?;
-                self.rd_read(t, last, off, size)
-            }
-            Frame::Sgi(t, off) => {
-                Self::check_align(off, size)?;
-                match t {
-                    Some(t) => self.dist_read(Self::sgi_frame_bank(t, v), off, size),
-                    None => self.reserved_ok(off, size).map(|_| 0),
-                }
-            }
-        }
+    fn read_at(&self, v: usize, gpa: GuestPhysAddr, size: AccessSize) -> Result<u64, VgicError> {
+        let (frame, off) = self.locate(gpa)?;
+        let value = match frame {
+            _ if !off.is_multiple_of(size.bytes()) => Err("unaligned"),
+            Frame::Dist => self.dist_read(self.dist_bank(v), off, size),
+            Frame::Rd(t, last) => self.rd_read(t, last, off, size),
+            Frame::Sgi(Some(t)) => self.dist_read(Self::sgi_frame_bank(t, v), off, size),
+            Frame::Sgi(None) => self.reserved_ok(size).map(|()| 0),
+        };
+        value.map_err(|register| bad(register, off, size))
     }
 
     /// [`VirtualGic::mmio_write`](crate::VirtualGic::mmio_write) by vCPU
@@ -224,52 +210,120 @@ impl Emulator<dyn Store + '_> {
         size: AccessSize,
         value: u64,
     ) -> Result<Kicks, VgicError> {
-        match self.locate(gpa)? {
-            Frame::Dist(off) => {
-                Self::check_align(off, size)?;
-                self.dist_write(self.dist_bank(v), off, size, value)
-            }
-            Frame::Rd(t, _, off) => {
-                Self::check_align(off, size)?;
-                self.rd_write(t, off, size, value)
-            }
-            Frame::Sgi(t, off) => {
-                Self::check_align(off, size)?;
-                match t {
-                    Some(t) => self.dist_write(Self::sgi_frame_bank(t, v), off, size, value),
-                    None => self.reserved_ok(off, size).map(|_| Kicks::NONE),
-                }
-            }
-        }
+        let (frame, off) = self.locate(gpa)?;
+        let kicks = match frame {
+            _ if !off.is_multiple_of(size.bytes()) => Err("unaligned"),
+            Frame::Dist => self.dist_write(self.dist_bank(v), off, size, value),
+            Frame::Rd(t, _) => self.rd_write(t, off, size, value),
+            Frame::Sgi(Some(t)) => self.dist_write(Self::sgi_frame_bank(t, v), off, size, value),
+            Frame::Sgi(None) => self.reserved_ok(size).map(|()| Kicks::NONE),
+        };
+        kicks.map_err(|register| bad(register, off, size))
     }
 
-    /// [`VirtualGic::map_hw`](crate::VirtualGic::map_hw) for a checked
-    /// vCPU and virtual INTID and a valid physical INTID.
-    pub(super) fn map_hw_at(&mut self, v: usize, virq: u32, pintid: u32) {
+    /// [`VirtualGic::mmio_read`](crate::VirtualGic::mmio_read); `direct`:
+    /// whether the identification registers take their fast path.
+    #[inline(always)]
+    pub(crate) fn read(
+        &self,
+        vcpu: VcpuId,
+        gpa: GuestPhysAddr,
+        size: AccessSize,
+        direct: bool,
+    ) -> Result<u64, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        // The identification registers a guest driver polls, without the
+        // frame and register decode (the same values as `dist_read`).
+        let off = gpa.0.wrapping_sub(self.dist_base);
+        if direct && off < 0x10 && off.is_multiple_of(4) && size == AccessSize::Word {
+            return Ok(self.id_reg(off));
+        }
+        self.read_at(v, gpa, size)
+    }
+
+    /// [`VirtualGic::set_line`](crate::VirtualGic::set_line). A rising
+    /// edge latches as [`modify_dyn`](Self::modify_dyn) does (the delivery
+    /// paths' direct latch has the same effect).
+    pub(crate) fn set_line(
+        &mut self,
+        vcpu: VcpuId,
+        intid: u32,
+        level: bool,
+    ) -> Result<Option<VcpuId>, VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(intid)?;
+        if intid < PPI_BASE {
+            return Err(VgicError::InvalidIntid {
+                intid,
+                reason: "SGIs have no line",
+            });
+        }
+        let st = self.backend.get(v, intid);
+        let line = |d: &mut Dynamic| d.status.set(Status::LINE, level);
+        if st.edge || st.hw.is_some() {
+            // Edge sources (and forwarded interrupts, whose level the
+            // hardware tracks) latch on the rising edge.
+            let rising = level && !st.line_level;
+            self.modify_dyn(v, intid, &line);
+            return Ok(if rising {
+                self.modify_dyn(v, intid, &latched)
+            } else {
+                None
+            });
+        }
+        Ok(self.modify_dyn(v, intid, &line))
+    }
+
+    /// [`VirtualGic::regions`](crate::VirtualGic::regions).
+    pub(crate) fn frames(&self) -> &[crate::MmioRegion] {
+        &self.regions
+    }
+
+    /// [`VirtualGic::map_hw`](crate::VirtualGic::map_hw).
+    pub(crate) fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
+        let v = self.check_vcpu(vcpu)?;
+        self.check_intid(virq)?;
+        if virq < PPI_BASE {
+            return Err(VgicError::InvalidIntid {
+                intid: virq,
+                reason: "SGIs cannot be hardware-mapped",
+            });
+        }
+        if !(PPI_BASE..1020).contains(&pintid) {
+            return Err(VgicError::InvalidIntid {
+                intid: pintid,
+                reason: "physical INTID must be a PPI or SPI",
+            });
+        }
         let mut st = self.backend.get(v, virq);
         st.hw = Some(pintid);
         self.backend.put(v, virq, st);
         self.generation = self.generation.wrapping_add(GEN_STEP);
+        Ok(())
     }
 
-    /// [`VirtualGic::has_deliverable`](crate::VirtualGic::has_deliverable)
-    /// for a checked vCPU.
-    pub(super) fn deliverable_on(&self, v: usize) -> bool {
+    /// [`VirtualGic::has_deliverable`](crate::VirtualGic::has_deliverable).
+    pub(crate) fn has_deliverable(&self, vcpu: VcpuId) -> bool {
+        self.check_vcpu(vcpu).is_ok_and(|v| self.deliverable_on(v))
+    }
+
+    /// [`has_deliverable`](Self::has_deliverable) for a checked vCPU.
+    fn deliverable_on(&self, v: usize) -> bool {
         if !self.dist_enabled() {
             return false;
         }
         let mut any = false;
         self.backend.each_queued(v, &mut |intid| {
             if !any {
-                let st = self.backend.look(v, intid);
-                any = st.deliverable(self.is_v2_sgi(intid)) && !st.has(Status::ACTIVE);
+                let st = self.backend.get(v, intid);
+                any = self.deliverable(&st, intid) && !st.active;
             }
         });
         any
     }
 
     /// [`VirtualGic::state_digest`](crate::VirtualGic::state_digest).
-    pub(super) fn digest(&self) -> u64 {
+    pub(crate) fn digest(&self) -> u64 {
         let mut h = Fnv(0xcbf2_9ce4_8422_2325);
         self.ctlr.hash(&mut h);
         self.processor_sleep.hash(&mut h);
@@ -289,6 +343,7 @@ impl Emulator<dyn Store + '_> {
     /// The effect of a change `f` confined to the dynamic state (pending,
     /// active, line, SGI sources) on behalf of software: what the delivery
     /// paths' direct update does, through a full [`modify`](Self::modify).
+    #[inline(never)]
     pub(super) fn modify_dyn(
         &mut self,
         v: usize,
@@ -372,10 +427,11 @@ impl Emulator<dyn Store + '_> {
         }
     }
 
-    fn locate(&self, gpa: GuestPhysAddr) -> Result<Frame, VgicError> {
+    /// The frame `gpa` lands in, and the offset within it.
+    fn locate(&self, gpa: GuestPhysAddr) -> Result<(Frame, u64), VgicError> {
         let d = self.cfg.layout.distributor();
         if let Some(off) = gpa.offset_from(d.start).filter(|o| *o < d.size) {
-            return Ok(Frame::Dist(off));
+            return Ok((Frame::Dist, off));
         }
         if let VgicLayout::V3 { redists, .. } = &self.cfg.layout {
             for r in redists {
@@ -387,9 +443,9 @@ impl Emulator<dyn Store + '_> {
                         .filter(|v| *v < self.cfg.nr_vcpus);
                     let last = frame + 1 == r.nr_frames || vcpu == Some(self.cfg.nr_vcpus - 1);
                     return Ok(if within >= GICR_SGI_BASE {
-                        Frame::Sgi(vcpu, within - GICR_SGI_BASE)
+                        (Frame::Sgi(vcpu), within - GICR_SGI_BASE)
                     } else {
-                        Frame::Rd(vcpu, last, within)
+                        (Frame::Rd(vcpu, last), within)
                     });
                 }
             }
@@ -397,29 +453,22 @@ impl Emulator<dyn Store + '_> {
         Err(VgicError::Unmapped { gpa })
     }
 
-    fn check_align(off: u64, size: AccessSize) -> Result<(), VgicError> {
-        if !off.is_multiple_of(size.bytes()) {
-            Err(bad("unaligned", off, size))
-        } else {
-            Ok(())
-        }
-    }
-
     /// Width rule for reserved and RAZ/WI locations: byte or word, plus
     /// doubleword on GICv3 (halfword accesses are never supported).
-    fn reserved_ok(&self, off: u64, size: AccessSize) -> Result<(), VgicError> {
+    fn reserved_ok(&self, size: AccessSize) -> Result<(), Refused> {
         match size {
             AccessSize::Byte | AccessSize::Word => Ok(()),
             AccessSize::Double if !self.v2() => Ok(()),
-            _ => Err(bad("reserved", off, size)),
+            _ => Err("reserved"),
         }
     }
 
-    fn word_only(name: &'static str, off: u64, size: AccessSize) -> Result<(), VgicError> {
+    /// Width rule for registers only accessible as words.
+    fn word_only(name: Refused, size: AccessSize) -> Result<(), Refused> {
         if size == AccessSize::Word {
             Ok(())
         } else {
-            Err(bad(name, off, size))
+            Err(name)
         }
     }
 
@@ -448,17 +497,17 @@ impl Emulator<dyn Store + '_> {
 
     /// Reads a distributor-layout frame (GICD, or the GICR SGI frame with
     /// `bank.shared == false`).
-    fn dist_read(&self, bank: Bank, off: u64, size: AccessSize) -> Result<u64, VgicError> {
+    fn dist_read(&self, bank: Bank, off: u64, size: AccessSize) -> Result<u64, Refused> {
         if let Some((field, rel)) = Self::field_of(off) {
             let byte_ok = matches!(field, Field::Priority | Field::Targets);
             let v3_targets = field == Field::Targets && !self.v2();
             if v3_targets {
                 // ITARGETSR is RAZ/WI with affinity routing (IHI 0069H 12.9.36).
-                self.reserved_ok(off, size)?;
+                self.reserved_ok(size)?;
                 return Ok(0);
             }
             if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
-                return Err(bad(field.name(), off, size));
+                return Err(field.name());
             }
             let bits = field.bits();
             let first = (rel * 8 / bits) as u32;
@@ -471,23 +520,19 @@ impl Emulator<dyn Store + '_> {
                 };
                 let f: u64 = match field {
                     Field::Group => u64::from(!self.v2()),
-                    Field::Targets if intid < NR_PRIVATE => {
-                        // Read-only: the accessing CPU's own mask
-                        // (IHI 0048B 4.3.12).
-                        1u64 << bank.accessor
-                    }
-                    Field::Targets => self.backend.get(v, intid).route & 0xFF,
+                    // Read-only for SGIs and PPIs: the accessing CPU's own
+                    // mask (IHI 0048B 4.3.12).
+                    Field::Targets if intid < NR_PRIVATE => 1u64 << bank.accessor,
                     _ => {
-                        let st = self.backend.look(v, intid);
+                        let st = self.backend.get(v, intid);
                         match field {
                             Field::SetEnable | Field::ClearEnable => u64::from(st.enabled),
                             Field::SetPending | Field::ClearPending => {
                                 u64::from(st.is_pending(self.is_v2_sgi(intid)))
                             }
-                            Field::SetActive | Field::ClearActive => {
-                                u64::from(st.has(Status::ACTIVE))
-                            }
+                            Field::SetActive | Field::ClearActive => u64::from(st.active),
                             Field::Priority => u64::from(st.priority),
+                            Field::Targets => st.route & 0xFF,
                             // ICFGR: bit 1 of the pair is the edge bit.
                             _ => u64::from(st.edge) << 1,
                         }
@@ -506,17 +551,17 @@ impl Emulator<dyn Store + '_> {
                     GICD_TYPER => "GICD_TYPER",
                     _ => "GICD_IIDR",
                 };
-                Self::word_only(name, off, size)?;
+                Self::word_only(name, size)?;
                 Ok(self.id_reg(off))
             }
             GICD_SGIR if v2 => {
                 // Write-only; reads as zero.
-                Self::word_only("GICD_SGIR", off, size)?;
+                Self::word_only("GICD_SGIR", size)?;
                 Ok(0)
             }
             GICD_CPENDSGIR..=0xF2F if v2 => {
                 if !matches!(size, AccessSize::Byte | AccessSize::Word) {
-                    return Err(bad("GICD_xPENDSGIR", off, size));
+                    return Err("GICD_xPENDSGIR");
                 }
                 let sgi0 = (off - GICD_CPENDSGIR) % 16;
                 let mut val = 0u64;
@@ -530,7 +575,7 @@ impl Emulator<dyn Store + '_> {
                 let intid = ((off - GICD_IROUTER) / 8) as u32;
                 let high = off % 8 == 4;
                 if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
-                    return Err(bad("GICD_IROUTER", off, size));
+                    return Err("GICD_IROUTER");
                 }
                 if intid < SPI_BASE || intid >= self.max_intid() {
                     return Ok(0);
@@ -543,17 +588,17 @@ impl Emulator<dyn Store + '_> {
                 })
             }
             GICD_PIDR2_V2 if v2 => {
-                Self::word_only("GICD_PIDR2", off, size)?;
+                Self::word_only("GICD_PIDR2", size)?;
                 Ok(u64::from((2 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
             }
             GICD_PIDR2_V3 if !v2 && bank.shared => {
-                Self::word_only("GICD_PIDR2", off, size)?;
+                Self::word_only("GICD_PIDR2", size)?;
                 Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
             }
             _ => {
                 // STATUSR, TYPER2, IGRPMODR, NSACR and every reserved or
                 // IMPLEMENTATION DEFINED location: RAZ/WI.
-                self.reserved_ok(off, size)?;
+                self.reserved_ok(size)?;
                 Ok(0)
             }
         }
@@ -565,17 +610,17 @@ impl Emulator<dyn Store + '_> {
         off: u64,
         size: AccessSize,
         value: u64,
-    ) -> Result<Kicks, VgicError> {
+    ) -> Result<Kicks, Refused> {
         let mut kicks = Kicks::NONE;
         let value = value & size.mask();
         if let Some((field, rel)) = Self::field_of(off) {
             let byte_ok = matches!(field, Field::Priority | Field::Targets);
             if field == Field::Targets && !self.v2() {
-                self.reserved_ok(off, size)?;
+                self.reserved_ok(size)?;
                 return Ok(kicks);
             }
             if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
-                return Err(bad(field.name(), off, size));
+                return Err(field.name());
             }
             let bits = field.bits();
             let first = (rel * 8 / bits) as u32;
@@ -592,48 +637,50 @@ impl Emulator<dyn Store + '_> {
                     continue;
                 };
                 let f = (value >> (u64::from(i) * bits)) & ((1 << bits) - 1);
-                let v2_sgi = v2 && intid < PPI_BASE;
-                let k = match field {
-                    Field::Group => None,
-                    Field::SetEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = true),
-                    Field::ClearEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = false),
+                let writes = match field {
+                    Field::Group => false,
                     // GICv2 SGI pending state is per source and set through
                     // SPENDSGIR/CPENDSGIR; the ISPENDR0/ICPENDR0 bits are WI
                     // (IHI 0048B 4.3.7).
-                    Field::SetPending if f != 0 && !v2_sgi => self.modify_dyn(v, intid, &latched),
-                    Field::ClearPending if f != 0 && !v2_sgi => {
-                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::PENDING))
-                    }
-                    Field::SetActive if f != 0 => {
-                        self.modify_dyn(v, intid, &|d| d.status.insert(Status::ACTIVE))
-                    }
-                    Field::ClearActive if f != 0 => {
-                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::ACTIVE))
-                    }
-                    Field::Priority => self.modify(v, intid, &|s| s.priority = f as u8),
-                    Field::Targets if intid >= SPI_BASE => {
-                        let mask = f & vcpu_mask;
-                        let target = (mask != 0).then(|| mask.trailing_zeros() as u16);
-                        self.modify(v, intid, &|s| {
-                            s.route = mask;
-                            s.target = target;
-                        })
-                    }
+                    Field::SetPending | Field::ClearPending => f != 0 && !(v2 && intid < PPI_BASE),
+                    Field::Priority => true,
+                    Field::Targets => intid >= SPI_BASE,
                     // SGIs are always edge-triggered (ICFGR0 read-only);
                     // PPIs and SPIs are programmable.
-                    Field::Config if intid >= PPI_BASE => {
-                        self.modify(v, intid, &|s| s.edge = f & 0b10 != 0)
-                    }
-                    _ => None,
+                    Field::Config => intid >= PPI_BASE,
+                    _ => f != 0,
                 };
-                kicks.add_opt(k);
+                if !writes {
+                    continue;
+                }
+                let mask = f & vcpu_mask;
+                let target = (mask != 0).then(|| mask.trailing_zeros() as u16);
+                kicks.add_opt(self.modify(v, intid, &|s| match field {
+                    Field::Group => {}
+                    Field::SetEnable => s.enabled = true,
+                    Field::ClearEnable => s.enabled = false,
+                    // A latch: relatched while held in a list register.
+                    Field::SetPending => {
+                        s.relatched |= s.in_lr;
+                        s.pending_latch = true;
+                    }
+                    Field::ClearPending => s.pending_latch = false,
+                    Field::SetActive => s.active = true,
+                    Field::ClearActive => s.active = false,
+                    Field::Priority => s.priority = f as u8,
+                    Field::Targets => {
+                        s.route = mask;
+                        s.target = target;
+                    }
+                    Field::Config => s.edge = f & 0b10 != 0,
+                }));
             }
             return Ok(kicks);
         }
         let v2 = self.v2();
         match off {
             GICD_CTLR if bank.shared => {
-                Self::word_only("GICD_CTLR", off, size)?;
+                Self::word_only("GICD_CTLR", size)?;
                 let was = self.dist_enabled();
                 let ctlr = (value as u32) & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1);
                 if ctlr != self.ctlr {
@@ -650,13 +697,13 @@ impl Emulator<dyn Store + '_> {
                 Ok(kicks)
             }
             GICD_TYPER | GICD_IIDR if bank.shared => {
-                Self::word_only("GICD_TYPER/IIDR", off, size)?;
+                Self::word_only("GICD_TYPER/IIDR", size)?;
                 Ok(kicks)
             }
             // GICD_SGIR: `mmio_write` takes every access before the decode.
             GICD_CPENDSGIR..=0xF2F if v2 => {
                 if !matches!(size, AccessSize::Byte | AccessSize::Word) {
-                    return Err(bad("GICD_xPENDSGIR", off, size));
+                    return Err("GICD_xPENDSGIR");
                 }
                 let set = off >= GICD_SPENDSGIR;
                 let sgi0 = (off - GICD_CPENDSGIR) % 16;
@@ -681,7 +728,7 @@ impl Emulator<dyn Store + '_> {
                 let intid = ((off - GICD_IROUTER) / 8) as u32;
                 let high = off % 8 == 4;
                 if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
-                    return Err(bad("GICD_IROUTER", off, size));
+                    return Err("GICD_IROUTER");
                 }
                 if intid < SPI_BASE || intid >= self.max_intid() {
                     return Ok(kicks);
@@ -700,7 +747,7 @@ impl Emulator<dyn Store + '_> {
                 Ok(kicks)
             }
             _ => {
-                self.reserved_ok(off, size)?;
+                self.reserved_ok(size)?;
                 Ok(kicks)
             }
         }
@@ -728,29 +775,29 @@ impl Emulator<dyn Store + '_> {
         last: bool,
         off: u64,
         size: AccessSize,
-    ) -> Result<u64, VgicError> {
+    ) -> Result<u64, Refused> {
         let Some(v) = vcpu else {
-            self.reserved_ok(off, size)?;
+            self.reserved_ok(size)?;
             return Ok(0);
         };
-        let dword_ok = |base: u64| -> Result<bool, VgicError> {
+        let dword_ok = |base: u64| -> Result<bool, Refused> {
             match size {
                 AccessSize::Double if off == base => Ok(true),
                 AccessSize::Word => Ok(false),
-                _ => Err(bad("GICR 64-bit register", off, size)),
+                _ => Err("GICR 64-bit register"),
             }
         };
         match off {
             GICR_CTLR | GICR_STATUSR | GICR_SYNCR => {
-                Self::word_only("GICR_CTLR/STATUSR/SYNCR", off, size)?;
+                Self::word_only("GICR_CTLR/STATUSR/SYNCR", size)?;
                 Ok(0)
             }
             GICR_IIDR => {
-                Self::word_only("GICR_IIDR", off, size)?;
+                Self::word_only("GICR_IIDR", size)?;
                 Ok(u64::from(IIDR_ARM))
             }
             GICR_WAKER => {
-                Self::word_only("GICR_WAKER", off, size)?;
+                Self::word_only("GICR_WAKER", size)?;
                 let sleep = self.processor_sleep.get(v).copied().unwrap_or(true);
                 Ok(if sleep {
                     u64::from(WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP)
@@ -779,11 +826,11 @@ impl Emulator<dyn Store + '_> {
                 Ok(0)
             }
             GICR_PIDR2 => {
-                Self::word_only("GICR_PIDR2", off, size)?;
+                Self::word_only("GICR_PIDR2", size)?;
                 Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
             }
             _ => {
-                self.reserved_ok(off, size)?;
+                self.reserved_ok(size)?;
                 Ok(0)
             }
         }
@@ -795,10 +842,10 @@ impl Emulator<dyn Store + '_> {
         off: u64,
         size: AccessSize,
         value: u64,
-    ) -> Result<Kicks, VgicError> {
+    ) -> Result<Kicks, Refused> {
         match off {
             GICR_WAKER if vcpu.is_some() => {
-                Self::word_only("GICR_WAKER", off, size)?;
+                Self::word_only("GICR_WAKER", size)?;
                 if let Some(s) = vcpu.and_then(|v| self.processor_sleep.get_mut(v)) {
                     *s = value & u64::from(WAKER_PROCESSOR_SLEEP) != 0;
                 }
