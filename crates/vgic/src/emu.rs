@@ -4,7 +4,6 @@
 
 pub(crate) mod mmio;
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
 
@@ -266,18 +265,19 @@ impl<B: Backend> Emulator<B> {
         let cfg = config.validated()?;
         let v2 = cfg.version == GicVersion::V2;
         let backend = B::create(cfg.nr_vcpus, cfg.nr_spis, v2);
+        // `reset` fills in the rest, compiled once.
         let mut me = Self {
-            regions: cfg.regions(),
+            cfg,
+            regions: Vec::new(),
             ctlr: 0,
-            processor_sleep: vec![true; cfg.nr_vcpus],
-            shadows: vec![Shadow::EMPTY; cfg.nr_vcpus],
+            processor_sleep: Vec::new(),
+            shadows: Vec::new(),
             overflow: Vec::new(),
             generation: 0,
-            quiet: vec![NOT_QUIET; cfg.nr_vcpus],
+            quiet: Vec::new(),
             deferred: Kicks::NONE,
-            dist_base: cfg.layout.distributor().start.0,
-            typer: Self::typer_of(&cfg),
-            cfg,
+            dist_base: 0,
+            typer: 0,
             backend,
         };
         me.regs().reset();

@@ -12,7 +12,9 @@ use core::hash::{Hash, Hasher};
 
 use tessel_addr::{AccessSize, Address, GuestPhysAddr};
 
-use super::{Emulator, GEN_STEP, aff_of, bad};
+use alloc::vec;
+
+use super::{Emulator, GEN_STEP, NOT_QUIET, Shadow, aff_of, bad};
 use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicLayout};
 use crate::regs::*;
 use crate::state::{Backend, Dynamic, IrqState, Status};
@@ -157,11 +159,20 @@ fn latched(d: &mut Dynamic) {
 
 /// The register emulation and cold paths, compiled once.
 impl Emulator<dyn Store + '_> {
-    /// Sets every interrupt to its reset state: SGIs enabled and
-    /// edge-triggered, PPIs level-sensitive and disabled (as Xen and KVM
-    /// do), SPIs level-sensitive, disabled and routed to vCPU 0
-    /// (`ITARGETSR` 0x01, or `IROUTER` the affinity of vCPU 0).
+    /// Derives the register frames, the identification values and the
+    /// per-vCPU tables from the configuration, and sets every interrupt to
+    /// its reset state: SGIs enabled and edge-triggered, PPIs
+    /// level-sensitive and disabled (as Xen and KVM do), SPIs
+    /// level-sensitive, disabled and routed to vCPU 0 (`ITARGETSR` 0x01,
+    /// or `IROUTER` the affinity of vCPU 0).
     pub(super) fn reset(&mut self) {
+        let cfg = &self.cfg;
+        self.regions = cfg.regions();
+        self.processor_sleep = vec![true; cfg.nr_vcpus];
+        self.shadows = vec![Shadow::EMPTY; cfg.nr_vcpus];
+        self.quiet = vec![NOT_QUIET; cfg.nr_vcpus];
+        self.dist_base = cfg.layout.distributor().start.0;
+        self.typer = Self::typer_of(cfg);
         let v2 = self.v2();
         for v in 0..self.cfg.nr_vcpus {
             for intid in 0..NR_PRIVATE {
