@@ -309,8 +309,9 @@ impl VgicConfig {
                 }
             }
         }
-        // The frames the regions list, in the same order: the
-        // distributor, then the CPU interface or the redistributors.
+        // No two frames overlap; `regions` lists them in the order checked
+        // above: the distributor, then the CPU interface or the
+        // redistributors.
         let regions = self.regions();
         for (i, a) in regions.iter().enumerate() {
             if let Some(b) = regions[..i].iter().find(|b| b.range.overlaps(&a.range)) {

@@ -1,6 +1,6 @@
 //! The register emulation: frame decode, the distributor and
-//! redistributor registers, and the other cold paths (reset, hardware
-//! mappings, the WFI test, the state digest).
+//! redistributor registers, and the other cold paths (reset, line levels,
+//! hardware mappings, the WFI test, the state digest).
 //!
 //! It is compiled once for every model: it runs on an
 //! `Emulator<dyn Store>`, to which every `Emulator<B>` unsizes, and reaches
@@ -8,11 +8,10 @@
 //! (injection, the list-register fold and fill) stay in the parent module,
 //! generic over the model so that its state access inlines.
 
+use alloc::vec;
 use core::hash::{Hash, Hasher};
 
 use tessel_addr::{AccessSize, Address, GuestPhysAddr};
-
-use alloc::vec;
 
 use super::{Emulator, GEN_STEP, NOT_QUIET, Shadow, aff_of, bad};
 use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicLayout};
@@ -253,8 +252,8 @@ impl Emulator<dyn Store + '_> {
     }
 
     /// [`VirtualGic::set_line`](crate::VirtualGic::set_line). A rising
-    /// edge latches as [`modify_dyn`](Self::modify_dyn) does (the delivery
-    /// paths' direct latch has the same effect).
+    /// edge latches through [`modify_dyn`](Self::modify_dyn), with the
+    /// effect of the delivery paths' direct latch.
     pub(crate) fn set_line(
         &mut self,
         vcpu: VcpuId,
