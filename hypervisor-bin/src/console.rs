@@ -96,10 +96,15 @@ pub fn init(uart: Pl011) {
     *CONSOLE.lock() = Some(uart);
 }
 
-/// Writes formatted text to the console (used by the print macros).
-pub fn print(args: fmt::Arguments<'_>) {
+/// Writes one line of the hypervisor's own output: the `(tessel) ` tag,
+/// the text and a newline, under one hold of the console lock (used by
+/// [`println!`](crate::println); one function rather than a wrapping
+/// `format_args!` at every call site).
+pub fn print_line(args: fmt::Arguments<'_>) {
     if let Some(uart) = CONSOLE.lock().as_mut() {
+        let _ = uart.write_str("(tessel) ");
         let _ = uart.write_fmt(args);
+        let _ = uart.write_str("\n");
     }
 }
 
@@ -129,15 +134,8 @@ pub fn print_unlocked(args: fmt::Arguments<'_>) {
     }
 }
 
-/// Prints to the console.
-#[macro_export]
-macro_rules! print {
-    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
-}
-
 /// Prints a line to the console, prefixed with `(XEN)`-style origin tag.
 #[macro_export]
 macro_rules! println {
-    () => { $crate::print!("\n") };
-    ($($arg:tt)*) => { $crate::console::print(format_args!("(tessel) {}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::console::print_line(format_args!($($arg)*)) };
 }

@@ -94,9 +94,8 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
 
 /// Drains pending physical interrupts through [`crate::irq::dispatch`].
 pub fn drain_irqs(gic: &Gic, from_guest: bool) {
-    while let Some(acked) = gic.ack() {
+    while let Some(acked) = gic.ack_and_drop() {
         let irq = acked.id;
-        gic.eoi_acked(acked);
         if !crate::irq::dispatch(gic, irq, from_guest) {
             gic.deactivate_acked(acked);
         }

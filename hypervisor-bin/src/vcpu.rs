@@ -856,11 +856,15 @@ fn park_vcpu() -> ! {
     idle_loop()
 }
 
-/// Handles the physical interrupts that interrupted a guest, then returns
+/// Handles the physical interrupt that interrupted a guest, then returns
 /// to it. The virtual timer and this domain's passthrough SPIs are
-/// injected under one acquisition of the domain lock, which the
+/// injected under the acquisition of the domain lock that the
 /// list-register refresh reuses; everything else goes through
 /// [`crate::irq::dispatch`] with the lock released.
+///
+/// One interrupt per exit: another one pending takes the guest straight
+/// back here once it resumes, and the common exit (one interrupt) does
+/// not pay for a second, spurious acknowledge.
 pub fn handle_guest_irq() {
     let Some(gic) = GIC.get() else { return };
     let Some(cur) = current() else {
@@ -868,30 +872,26 @@ pub fn handle_guest_irq() {
         return;
     };
     let mut after = After::default();
-    let mut held: Option<SpinGuard<'_, DomainRt>> = None;
-    while let Some(acked) = gic.ack() {
-        let irq = acked.id;
-        gic.eoi_acked(acked);
-        let here = irq == crate::gic::VTIMER_PPI || spi_owner(irq) == Some(cur.d);
-        let forwarded = if here {
-            let rt = held.get_or_insert_with(|| cur.dom.rt.lock());
-            inject_here(gic, cur, rt, irq, &mut after)
-        } else {
-            // Dispatch may take any domain's lock, this one's included.
-            held = None;
-            crate::irq::dispatch(gic, irq, true)
-        };
-        if !forwarded {
-            gic.deactivate_acked(acked);
+    let rt = match gic.ack_and_drop() {
+        Some(acked) => {
+            let irq = acked.id;
+            let here = irq == crate::gic::VTIMER_PPI || spi_owner(irq) == Some(cur.d);
+            let (rt, forwarded) = if here {
+                let mut rt = cur.dom.rt.lock();
+                let forwarded = inject_here(gic, cur, &mut rt, irq, &mut after);
+                (Some(rt), forwarded)
+            } else {
+                // Dispatch may take any domain's lock, this one's included.
+                (None, crate::irq::dispatch(gic, irq, true))
+            };
+            if !forwarded {
+                gic.deactivate_acked(acked);
+            }
+            rt
         }
-        // The maintenance interrupt is a level that only folding and
-        // refilling the list registers lowers, which happens after this
-        // loop: acknowledging it again here would never end.
-        if irq == crate::gic::maintenance_irq() {
-            break;
-        }
-    }
-    let rt = match held {
+        None => None,
+    };
+    let rt = match rt {
         Some(rt) => rt,
         None => cur.dom.rt.lock(),
     };

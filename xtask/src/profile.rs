@@ -110,11 +110,11 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
     }
     // Much of the trap handling is inlined into `guest_sync_entry`, so a
     // class is told by the out-of-line functions it reached: an exit that
-    // injected (`modify_dynamic`, or `latch` when the SGI is still held in
-    // a list register) with no general register write in the vGIC's
-    // distributor emulation is an SGI send: ICC_SGI1R_EL1 on GICv3, the
-    // GICD_SGIR shortcut on GICv2.
-    let injects = has("modify_dynamic") || has("::latch");
+    // injected (`modify_dyn`, or `latch` when the SGI is still held in
+    // a list register) or ran the GICD_SGIR shortcut (`write_sgir`) with
+    // no general register write in the vGIC's distributor emulation is an
+    // SGI send: ICC_SGI1R_EL1 on GICv3, GICD_SGIR on GICv2.
+    let injects = has("modify_dyn") || has("::latch") || has("write_sgir");
     if has("Vpl011") {
         "vPL011 access"
     } else if has("psci") {

@@ -3,6 +3,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use tessel_addr::{GuestPhysAddr, GuestRange, HostPhysAddr, HostRange};
 use tessel_domctl::CreateDomainRequest;
@@ -197,26 +198,34 @@ impl DomainPlan<'_> {
 
     /// The boot report's lines about this domain (without indentation):
     /// flags, memory, vCPUs, boot images, vGIC frames, IRQs, vPL011 and
-    /// devices with their MMIO, SPIs and warnings.
+    /// devices with their MMIO, SPIs and warnings. See [`Self::report`].
     pub fn report_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
-        out.push(format!("flags {}", self.request.flags()));
+        self.report(&mut |line| out.push(format!("{line}")));
+        out
+    }
+
+    /// The lines of [`Self::report_lines`], each handed to `line` as it is
+    /// formatted, so that a console can print them without building
+    /// strings.
+    pub fn report(&self, line: &mut dyn FnMut(fmt::Arguments<'_>)) {
+        line(format_args!("flags {}", self.request.flags()));
         for p in self.ram.pieces() {
-            out.push(format!("memory {} from host {:#x}", p.guest, p.host.0));
+            line(format_args!("memory {} from host {:#x}", p.guest, p.host.0));
         }
         for (v, p) in self.vcpu_pcpu.iter().enumerate() {
-            out.push(format!("vCPU{v} on pCPU{p}"));
+            line(format_args!("vCPU{v} on pCPU{p}"));
         }
-        out.push(format!(
+        line(format_args!(
             "kernel loaded at {}, entry {:#x}{}",
             self.boot.kernel,
             self.boot.entry.0,
             if self.boot.image { "" } else { " (raw binary)" }
         ));
         if let Some(r) = self.boot.initrd {
-            out.push(format!("initrd at {r}"));
+            line(format_args!("initrd at {r}"));
         }
-        out.push(format!(
+        line(format_args!(
             "device tree at {:#x} ({} bytes)",
             self.boot.dtb.start.0,
             self.dtb.len()
@@ -231,35 +240,38 @@ impl DomainPlan<'_> {
                 RegionKind::Redistributor { .. } => "redistributors (emulated)",
                 RegionKind::CpuInterface => "CPU interface (host GICV)",
             };
-            out.push(format!("vGICv{v} {what} at {}", r.range));
+            line(format_args!("vGICv{v} {what} at {}", r.range));
         }
-        out.push(format!(
+        line(format_args!(
             "vGIC model: {}",
             match self.vgic.model {
                 Model::Classic => "classic",
                 Model::PerIrq => "per-IRQ",
             }
         ));
-        out.push(format!(
+        line(format_args!(
             "IRQs: virtual timer PPI {} (hardware-mapped), {} SPIs",
             crate::VTIMER_PPI,
             self.vgic.nr_spis()
         ));
         if let Some(u) = &self.vpl011 {
-            out.push(format!("vpl011 at {} SPI {}", u.range(), u.spi));
+            line(format_args!("vpl011 at {} SPI {}", u.range(), u.spi));
         }
         for dev in &self.devices.devices {
-            out.push(format!("device {dev}"));
+            line(format_args!("device {dev}"));
         }
         for m in &self.devices.mmio {
-            out.push(format!("  MMIO {} at guest {}", m.host, m.guest_range()));
+            line(format_args!(
+                "  MMIO {} at guest {}",
+                m.host,
+                m.guest_range()
+            ));
         }
         for irq in &self.devices.irqs {
-            out.push(format!("  SPI {irq} (hardware-mapped)"));
+            line(format_args!("  SPI {irq} (hardware-mapped)"));
         }
         for w in &self.devices.warnings {
-            out.push(format!("warning: {w}"));
+            line(format_args!("warning: {w}"));
         }
-        out
     }
 }

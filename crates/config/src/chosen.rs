@@ -347,6 +347,9 @@ fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
     Ok(out)
 }
 
+// Kept out of line: inlined into `parse_tree` it makes the EL2 image
+// larger (measured).
+#[inline(never)]
 pub(crate) fn parse_chosen(
     dt: &DeviceTree,
     host: &HostPlatform,

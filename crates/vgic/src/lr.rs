@@ -173,6 +173,7 @@ const V2_HW: u32 = 1 << 31;
 /// Encodes a `GICH_LR<n>` value (IHI 0048B 5.3.11): 10-bit virtual ID,
 /// `CPUID` for SGIs, 5-bit priority. Fields wider than the format are
 /// truncated; callers only build LRs for INTIDs below 1020.
+#[inline]
 pub fn encode_v2(lr: &LrState) -> u32 {
     let mut v = lr.intid & V2_VID_MASK;
     v |= u32::from(lr.priority >> 3) << V2_PRIORITY_SHIFT;

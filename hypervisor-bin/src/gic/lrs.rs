@@ -79,20 +79,15 @@ fn set_ich_hcr(v: u64) {
     unsafe { asm!("msr S3_4_C12_C11_0, {}", "isb", in(reg) v, options(nostack)) };
 }
 
-/// This CPU's list registers.
-pub enum HwLrs {
-    /// GICv3 system registers.
-    V3 {
-        /// Implemented list registers.
-        count: usize,
-    },
-    /// GICv2 GICH frame (banked per CPU at one address).
-    V2 {
-        /// The GICH frame.
-        gich: Mmio,
-        /// Implemented list registers.
-        count: usize,
-    },
+/// This CPU's list registers: `ICH_LR<n>_EL2` on GICv3, the `GICH_LR<n>`
+/// of the GICH frame on GICv2. One struct for both, so that the count
+/// every access checks is one field at one place.
+pub struct HwLrs {
+    /// Implemented list registers.
+    count: usize,
+    /// The GICv2 GICH frame (banked per CPU at one address); `None` on
+    /// GICv3.
+    gich: Option<Mmio>,
 }
 
 /// Implemented list registers per pCPU, read once from ICH_VTR_EL2 or
@@ -124,20 +119,21 @@ impl HwLrs {
         // A GICv3 CPU that was seen before (so `GIC` is set): the slot
         // alone says everything, which spares every exit the `GIC` lookup.
         if cached != 0 && cached & COUNT_V2 == 0 {
-            return Some(HwLrs::V3 {
+            return Some(HwLrs {
                 count: usize::from(cached),
+                gich: None,
             });
         }
         // Likewise on GICv2, with the GICH frame remembered.
         if cached & COUNT_V2 != 0 {
             let base = GICH_BASE.load(Ordering::Relaxed);
             if base != 0 {
-                return Some(HwLrs::V2 {
+                return Some(HwLrs {
+                    count: usize::from(cached & !COUNT_V2),
                     // SAFETY: `base` was stored below from the GIC's own
                     // GICH frame (`GicV2::gich`), which meets `Mmio::new`'s
                     // contract.
-                    gich: unsafe { Mmio::new(base) },
-                    count: usize::from(cached & !COUNT_V2),
+                    gich: Some(unsafe { Mmio::new(base) }),
                 });
             }
         }
@@ -156,73 +152,72 @@ impl HwLrs {
             slot.store(count as u8 | flag, Ordering::Relaxed);
         }
         match gic {
-            Gic::V3(_) => Some(HwLrs::V3 { count }),
-            Gic::V2(g) => Some(HwLrs::V2 {
-                gich: g.gich()?,
+            Gic::V3(_) => Some(HwLrs { count, gich: None }),
+            Gic::V2(g) => Some(HwLrs {
                 count,
+                gich: Some(g.gich()?),
             }),
         }
     }
 }
 
 impl ListRegisters for HwLrs {
+    #[inline]
     fn count(&self) -> usize {
-        match self {
-            HwLrs::V3 { count } | HwLrs::V2 { count, .. } => *count,
-        }
+        self.count
     }
 
     #[inline]
     fn read(&self, i: usize) -> LrState {
-        if i >= self.count() {
+        if i >= self.count {
             return LrState::INVALID;
         }
-        match self {
-            HwLrs::V3 { .. } => {
+        match self.gich {
+            None => {
                 let mut v: u64 = 0;
                 ich_lr!(read, i, v);
                 decode_v3(v)
             }
-            HwLrs::V2 { gich, .. } => decode_v2(gich.read32(GICH_LR0 + 4 * i)),
+            Some(gich) => decode_v2(gich.read32(GICH_LR0 + 4 * i)),
         }
     }
 
     #[inline]
     fn read_state(&self, i: usize) -> (u32, LrStatus) {
-        if i >= self.count() {
+        if i >= self.count {
             return (0, LrStatus::Invalid);
         }
-        match self {
-            HwLrs::V3 { .. } => {
+        match self.gich {
+            None => {
                 let mut v: u64 = 0;
                 ich_lr!(read, i, v);
                 decode_v3_state(v)
             }
-            HwLrs::V2 { gich, .. } => decode_v2_state(gich.read32(GICH_LR0 + 4 * i)),
+            Some(gich) => decode_v2_state(gich.read32(GICH_LR0 + 4 * i)),
         }
     }
 
     #[inline]
     fn write(&mut self, i: usize, lr: LrState) {
-        if i >= self.count() {
+        if i >= self.count {
             return;
         }
-        match self {
-            HwLrs::V3 { .. } => {
+        match self.gich {
+            None => {
                 let v = encode_v3(&lr);
                 ich_lr!(write, i, v);
             }
-            HwLrs::V2 { gich, .. } => gich.write32(GICH_LR0 + 4 * i, encode_v2(&lr)),
+            Some(gich) => gich.write32(GICH_LR0 + 4 * i, encode_v2(&lr)),
         }
     }
 
     fn set_underflow_irq(&mut self, on: bool) {
-        match self {
-            HwLrs::V3 { .. } => {
+        match self.gich {
+            None => {
                 let h = ich_hcr();
                 set_ich_hcr(if on { h | HCR_UIE } else { h & !HCR_UIE });
             }
-            HwLrs::V2 { gich, .. } => {
+            Some(gich) => {
                 let h = gich.read32(GICH_HCR);
                 let uie = HCR_UIE as u32;
                 gich.write32(GICH_HCR, if on { h | uie } else { h & !uie });

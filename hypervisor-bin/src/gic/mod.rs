@@ -113,39 +113,38 @@ impl Gic {
         }
     }
 
-    /// Acknowledges the highest-priority pending interrupt, or `None` if it
-    /// is spurious.
-    pub fn ack(&self) -> Option<Acked> {
-        let (id, raw) = match self {
+    /// Acknowledges the highest-priority pending interrupt and drops its
+    /// priority (the first half of EOImode = 1), with one look at the
+    /// GIC's version, or `None` if it is spurious. The interrupt stays
+    /// active until [`deactivate_acked`](Self::deactivate_acked) (or, for
+    /// one forwarded to a guest, the guest's deactivation).
+    #[inline]
+    pub fn ack_and_drop(&self) -> Option<Acked> {
+        match self {
             Gic::V2(g) => {
                 let raw = g.ack();
-                (raw & 0x3ff, raw)
+                let id = raw & 0x3ff;
+                if id >= SPECIAL_BASE {
+                    return None;
+                }
+                g.eoi(raw);
+                Some(Acked { id, raw })
             }
             Gic::V3(_) => {
                 let id = (icc::iar1() & 0xff_ffff) as u32;
-                (id, id)
+                if id >= SPECIAL_BASE {
+                    return None;
+                }
+                icc::eoir1(u64::from(id));
+                Some(Acked { id, raw: id })
             }
-        };
-        (id < SPECIAL_BASE).then_some(Acked { id, raw })
+        }
     }
 
-    /// Priority drop for an acknowledged interrupt, with the value the
+    /// Deactivation of an acknowledged interrupt, with the value the
     /// acknowledge returned (on GICv2 it carries an SGI's source CPU).
-    pub fn eoi_acked(&self, a: Acked) {
-        self.eoi(a.raw);
-    }
-
-    /// Deactivation of an acknowledged interrupt (see [`Gic::eoi_acked`]).
     pub fn deactivate_acked(&self, a: Acked) {
         self.deactivate(a.raw);
-    }
-
-    /// Priority drop for `irq` (the first half of EOImode = 1).
-    pub fn eoi(&self, irq: u32) {
-        match self {
-            Gic::V2(g) => g.eoi(irq),
-            Gic::V3(_) => icc::eoir1(u64::from(irq)),
-        }
     }
 
     /// Deactivates `irq` (for interrupts the hypervisor handled itself).
