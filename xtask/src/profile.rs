@@ -111,17 +111,20 @@ fn classify(slot: Option<u64>, ran: &[&str]) -> &'static str {
     // Much of the trap handling is inlined into `guest_sync_entry`, so a
     // class is told by the out-of-line functions it reached: an exit that
     // injected (`modify_dyn`, or `latch` when the SGI is still held in
-    // a list register) or ran the GICD_SGIR shortcut (`write_sgir`) with
-    // no general register write in the vGIC's distributor emulation is an
-    // SGI send: ICC_SGI1R_EL1 on GICv3, GICD_SGIR on GICv2.
-    let injects = has("modify_dyn") || has("::latch") || has("write_sgir");
+    // a list register), ran the GICD_SGIR shortcut (`write_sgir`), or
+    // refilled the list registers (`refresh_slow`: the GICD_SGIR shortcut
+    // and its send, when inlined, leave nothing else) with no general
+    // register write in the vGIC's frame emulation is an SGI send:
+    // ICC_SGI1R_EL1 on GICv3, GICD_SGIR on GICv2.
+    let injects = has("modify_dyn") || has("::latch") || has("write_sgir") || has("refresh_slow");
+    let reg_write = has("dist_write") || has("write_at");
     if has("Vpl011") {
         "vPL011 access"
     } else if has("psci") {
         "PSCI call"
-    } else if has("sysreg_sgi") || (injects && !has("dist_write")) {
+    } else if has("sysreg_sgi") || (injects && !reg_write) {
         "SGI send (ICC_SGI1R_EL1 or GICD_SGIR)"
-    } else if has("mmio_write") || has("dist_write") {
+    } else if has("mmio_write") || reg_write {
         "vGIC MMIO write"
     } else if has("mmio_read") {
         "vGIC MMIO read"

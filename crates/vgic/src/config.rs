@@ -268,7 +268,6 @@ impl VgicConfig {
         if self.layout.version() != self.version {
             return Err(ConfigError::LayoutVersion);
         }
-        let mut ranges: Vec<GuestRange> = Vec::new();
         let d = self.layout.distributor();
         if !d.start.is_aligned(0x1000) || d.end().is_none() {
             return Err(ConfigError::BadRegion {
@@ -276,7 +275,6 @@ impl VgicConfig {
                 base: d.start.as_u64(),
             });
         }
-        ranges.push(d);
         match &self.layout {
             VgicLayout::V2 { gicc, .. } => {
                 if !gicc.is_aligned(0x1000) || gicc.checked_add(V2_GICC_SIZE).is_none() {
@@ -285,7 +283,6 @@ impl VgicConfig {
                         base: gicc.as_u64(),
                     });
                 }
-                ranges.push(GuestRange::new(*gicc, V2_GICC_SIZE));
             }
             VgicLayout::V3 { redists, .. } => {
                 let mut next = 0usize;
@@ -303,7 +300,6 @@ impl VgicConfig {
                         });
                     }
                     next += r.nr_frames;
-                    ranges.push(r.range);
                 }
                 if next < self.nr_vcpus {
                     return Err(ConfigError::RedistributorsTooFew {
@@ -313,11 +309,15 @@ impl VgicConfig {
                 }
             }
         }
-        for (i, a) in ranges.iter().enumerate() {
-            if let Some(b) = ranges[..i].iter().find(|b| b.overlaps(a)) {
+        // No two frames overlap; `regions` lists them in the order checked
+        // above: the distributor, then the CPU interface or the
+        // redistributors.
+        let regions = self.regions();
+        for (i, a) in regions.iter().enumerate() {
+            if let Some(b) = regions[..i].iter().find(|b| b.range.overlaps(&a.range)) {
                 return Err(ConfigError::Overlap {
-                    a: b.start.as_u64(),
-                    b: a.start.as_u64(),
+                    a: b.range.start.as_u64(),
+                    b: a.range.start.as_u64(),
                 });
             }
         }

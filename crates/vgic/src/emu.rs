@@ -1,13 +1,15 @@
-//! Register decode and the entry/exit protocol, generic over a
-//! [`Backend`] that stores the interrupt state.
+//! The entry/exit protocol and the delivery paths, generic over a
+//! [`Backend`] that stores the interrupt state; the register decode and
+//! the cold paths, compiled once for every model, are in [`mmio`].
 
-use alloc::vec;
+pub(crate) mod mmio;
+
 use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
 
-use tessel_addr::{AccessSize, Address, GuestPhysAddr};
+use tessel_addr::{AccessSize, GuestPhysAddr};
 
-use crate::config::{MPIDR_AFF_MASK, V3_GICR_STRIDE, VgicConfig, VgicLayout};
+use crate::config::{MPIDR_AFF_MASK, VgicConfig};
 use crate::lr::{ListRegisters, LrState, LrStatus};
 use crate::regs::*;
 use crate::state::{Backend, Dynamic, IrqState, IrqView, Status};
@@ -72,15 +74,15 @@ impl Hash for Shadow {
     }
 }
 
-/// A domain's virtual GIC: register emulation over a state model `B`.
+/// A domain's virtual GIC: register emulation over a state model `B` (a
+/// [`Backend`]).
 #[derive(Clone, Debug)]
-pub struct Emulator<B: Backend> {
+pub struct Emulator<B: ?Sized> {
     cfg: VgicConfig,
     regions: Vec<MmioRegion>,
     ctlr: u32,
     processor_sleep: Vec<bool>,
     shadows: Vec<Shadow>,
-    backend: B,
     overflow: Vec<u32>,
     /// Bumped (by [`GEN_STEP`]) on every change of interrupt state that
     /// could change what a flush writes (software changes, and folds that
@@ -103,6 +105,9 @@ pub struct Emulator<B: Backend> {
     dist_base: u64,
     /// [`Self::typer_of`] the configuration.
     typer: u32,
+    /// The model's state. Last, so that every `Emulator<B>` unsizes to the
+    /// `Emulator<dyn Store>` on which the code of [`mmio`] runs.
+    backend: B,
 }
 
 /// Which entry/exit protocol [`Emulator::cycle`] runs.
@@ -116,80 +121,6 @@ enum Cycle {
     Refresh,
 }
 
-/// Which interrupts a distributor-layout frame addresses.
-#[derive(Clone, Copy)]
-struct Bank {
-    /// vCPU whose SGIs/PPIs the frame shows; `None`: INTIDs 0-31 RAZ/WI.
-    private: Option<usize>,
-    /// Whether SPIs are visible (distributor) or not (GICR SGI frame).
-    shared: bool,
-    /// The vCPU making the access.
-    accessor: usize,
-}
-
-/// Per-interrupt fields of the distributor layout.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Group,
-    SetEnable,
-    ClearEnable,
-    SetPending,
-    ClearPending,
-    SetActive,
-    ClearActive,
-    Priority,
-    Targets,
-    Config,
-}
-
-impl Field {
-    const fn bits(self) -> u64 {
-        match self {
-            Self::Priority | Self::Targets => 8,
-            Self::Config => 2,
-            _ => 1,
-        }
-    }
-    const fn name(self) -> &'static str {
-        match self {
-            Self::Group => "IGROUPR",
-            Self::SetEnable => "ISENABLER",
-            Self::ClearEnable => "ICENABLER",
-            Self::SetPending => "ISPENDR",
-            Self::ClearPending => "ICPENDR",
-            Self::SetActive => "ISACTIVER",
-            Self::ClearActive => "ICACTIVER",
-            Self::Priority => "IPRIORITYR",
-            Self::Targets => "ITARGETSR",
-            Self::Config => "ICFGR",
-        }
-    }
-}
-
-/// The per-interrupt register ranges of the distributor layout, shared by
-/// GICD and the GICR `SGI_base` frame.
-const FIELD_RANGES: [(u64, u64, Field); 10] = [
-    (GICD_IGROUPR, 0x80, Field::Group),
-    (GICD_ISENABLER, 0x80, Field::SetEnable),
-    (GICD_ICENABLER, 0x80, Field::ClearEnable),
-    (GICD_ISPENDR, 0x80, Field::SetPending),
-    (GICD_ICPENDR, 0x80, Field::ClearPending),
-    (GICD_ISACTIVER, 0x80, Field::SetActive),
-    (GICD_ICACTIVER, 0x80, Field::ClearActive),
-    (GICD_IPRIORITYR, 0x400, Field::Priority),
-    (GICD_ITARGETSR, 0x400, Field::Targets),
-    (GICD_ICFGR, 0x100, Field::Config),
-];
-
-/// Where an MMIO access lands.
-enum Frame {
-    Dist(u64),
-    /// RD_base of a vCPU (or of an unused frame: `None`), whether it is
-    /// the last frame (`GICR_TYPER.Last`), and the offset.
-    Rd(Option<usize>, bool, u64),
-    Sgi(Option<usize>, u64),
-}
-
 fn bad(register: &'static str, offset: u64, size: AccessSize) -> VgicError {
     VgicError::BadAccess {
         register,
@@ -200,20 +131,6 @@ fn bad(register: &'static str, offset: u64, size: AccessSize) -> VgicError {
 
 fn aff_of(mpidr: u64) -> u64 {
     mpidr & MPIDR_AFF_MASK
-}
-
-/// FNV-1a, enough for a state digest.
-struct Fnv(u64);
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
-        }
-    }
 }
 
 /// The dynamic state of an interrupt that sat in a list register after
@@ -370,52 +287,43 @@ impl<B: Backend> Emulator<B> {
     pub fn new(config: VgicConfig) -> Result<Self, VgicError> {
         let cfg = config.validated()?;
         let v2 = cfg.version == GicVersion::V2;
-        let mut backend = B::create(cfg.nr_vcpus, cfg.nr_spis, v2);
-        for v in 0..cfg.nr_vcpus {
-            for intid in 0..NR_PRIVATE {
-                let st = IrqState {
-                    // SGIs are enabled and edge-triggered out of reset, PPIs
-                    // level-sensitive and disabled (as Xen/KVM do).
-                    enabled: intid < PPI_BASE,
-                    edge: intid < PPI_BASE,
-                    target: u16::try_from(v).ok(),
-                    route: 1 << v,
-                    ..IrqState::default()
-                };
-                backend.store(v, intid, st);
-            }
-        }
+        let backend = B::create(cfg.nr_vcpus, cfg.nr_spis, v2);
+        // `reset` fills in the rest, compiled once.
         let mut me = Self {
-            regions: cfg.regions(),
+            cfg,
+            regions: Vec::new(),
             ctlr: 0,
-            processor_sleep: vec![true; cfg.nr_vcpus],
-            shadows: vec![Shadow::EMPTY; cfg.nr_vcpus],
-            backend,
+            processor_sleep: Vec::new(),
+            shadows: Vec::new(),
             overflow: Vec::new(),
             generation: 0,
-            quiet: vec![NOT_QUIET; cfg.nr_vcpus],
+            quiet: Vec::new(),
             deferred: Kicks::NONE,
-            dist_base: cfg.layout.distributor().start.0,
-            typer: Self::typer_of(&cfg),
-            cfg,
+            dist_base: 0,
+            typer: 0,
+            backend,
         };
-        for intid in SPI_BASE..me.max_intid() {
-            // SPIs: level, disabled, routed to vCPU 0 (ITARGETSR 0x01 /
-            // IROUTER affinity of vCPU 0).
-            let route = if v2 { 1 } else { aff_of(me.mpidr(0)) };
-            let st = IrqState {
-                route,
-                target: Some(0),
-                ..IrqState::default()
-            };
-            me.backend.store(0, intid, st);
-        }
+        me.regs().reset();
         Ok(me)
     }
 
-    /// The validated configuration.
-    pub fn config(&self) -> &VgicConfig {
-        &self.cfg
+    /// This vGIC with its model behind the object-safe [`mmio::Store`],
+    /// for the code compiled once for every model.
+    #[inline(always)]
+    pub(crate) fn regs(&mut self) -> &mut Emulator<dyn mmio::Store + '_> {
+        self
+    }
+
+    /// [`regs`](Self::regs) for reading.
+    #[inline(always)]
+    pub(crate) fn regs_ref(&self) -> &Emulator<dyn mmio::Store + '_> {
+        self
+    }
+
+    /// Applies `f` to an interrupt's whole state on behalf of software and
+    /// reports whom to kick (see [`mmio`]'s `modify`).
+    fn modify(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut IrqState)) -> Option<VcpuId> {
+        self.regs().modify(v, intid, f)
     }
 
     /// The interrupt state of `intid` as seen from `vcpu` (for tests,
@@ -429,6 +337,14 @@ impl<B: Backend> Emulator<B> {
     /// Interrupts waiting for a list register on `vcpu` after the last flush.
     pub fn overflow_len(&self, vcpu: VcpuId) -> usize {
         self.backend.overflow_len(vcpu.0)
+    }
+}
+
+/// What does not depend on the model.
+impl<B: ?Sized> Emulator<B> {
+    /// The validated configuration.
+    pub fn config(&self) -> &VgicConfig {
+        &self.cfg
     }
 
     fn v2(&self) -> bool {
@@ -502,72 +418,9 @@ impl<B: Backend> Emulator<B> {
             self.ctlr & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1) != 0
         }
     }
+}
 
-    fn deliverable(&self, st: &IrqState, intid: u32) -> bool {
-        st.enabled && st.is_pending(self.is_v2_sgi(intid)) && st.target.is_some()
-    }
-
-    fn owner(&self, v: usize, intid: u32, st: &IrqState) -> Option<VcpuId> {
-        if intid < NR_PRIVATE {
-            Some(VcpuId(v))
-        } else {
-            st.target.map(|t| VcpuId(usize::from(t)))
-        }
-    }
-
-    /// Applies `f` to an interrupt's state on behalf of software (a register
-    /// write or an injection) and reports whom to kick: the vCPU holding it
-    /// in a list register when that copy is now stale, otherwise the owner
-    /// when the interrupt became deliverable there (newly pending or
-    /// enabled, or routed to another vCPU while pending).
-    fn modify(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut IrqState)) -> Option<VcpuId> {
-        let old = self.backend.load(v, intid);
-        let mut st = old;
-        f(&mut st);
-        if st == old {
-            return None;
-        }
-        self.generation = self.generation.wrapping_add(GEN_STEP);
-        let was = self.dist_enabled() && self.deliverable(&old, intid);
-        let now = self.dist_enabled() && self.deliverable(&st, intid);
-        let resident_changed = old.in_lr
-            && (old.active != st.active
-                || old.sgi_sources != st.sgi_sources
-                || old.pending_latch != st.pending_latch
-                || old.relatched != st.relatched
-                || old.enabled != st.enabled
-                || old.priority != st.priority);
-        // Software clearing pending or changing active while the interrupt
-        // sits in a list register overrides that part of the list register
-        // at sync; new pending events are carried by `relatched` instead.
-        if old.in_lr {
-            if old.active != st.active {
-                st.sw_active_dirty = true;
-            }
-            if (old.pending_latch && !st.pending_latch) || old.sgi_sources & !st.sgi_sources != 0 {
-                st.sw_pending_dirty = true;
-            }
-        }
-        let owner = self.owner(v, intid, &st);
-        let old_owner = self.owner(v, intid, &old);
-        // An interrupt in a list register stays with the vCPU that holds
-        // it, which may no longer be its target (an SPI re-routed since):
-        // that vCPU must exit to fold the change.
-        let resident = if old.in_lr {
-            self.backend.listed_on(v, intid).map(VcpuId)
-        } else {
-            None
-        };
-        self.backend.store(v, intid, st);
-        if resident_changed {
-            resident.or(owner)
-        } else if now && (!was || owner != old_owner) {
-            owner
-        } else {
-            None
-        }
-    }
-
+impl<B: Backend> Emulator<B> {
     /// The list-register work of [`VirtualGic::sync`],
     /// [`VirtualGic::flush`] and the slow path of [`VirtualGic::refresh`],
     /// in one function so that they share one copy of the fold and fill
@@ -895,462 +748,6 @@ impl<B: Backend> Emulator<B> {
         true
     }
 
-    fn locate(&self, gpa: GuestPhysAddr) -> Result<Frame, VgicError> {
-        let d = self.cfg.layout.distributor();
-        if let Some(off) = gpa.offset_from(d.start).filter(|o| *o < d.size) {
-            return Ok(Frame::Dist(off));
-        }
-        if let VgicLayout::V3 { redists, .. } = &self.cfg.layout {
-            for r in redists {
-                if let Some(off) = gpa.offset_from(r.range.start).filter(|o| *o < r.range.size) {
-                    let frame = usize::try_from(off / V3_GICR_STRIDE).unwrap_or(usize::MAX);
-                    let within = off % V3_GICR_STRIDE;
-                    let vcpu = (frame < r.nr_frames)
-                        .then(|| r.first_vcpu + frame)
-                        .filter(|v| *v < self.cfg.nr_vcpus);
-                    let last = frame + 1 == r.nr_frames || vcpu == Some(self.cfg.nr_vcpus - 1);
-                    return Ok(if within >= GICR_SGI_BASE {
-                        Frame::Sgi(vcpu, within - GICR_SGI_BASE)
-                    } else {
-                        Frame::Rd(vcpu, last, within)
-                    });
-                }
-            }
-        }
-        Err(VgicError::Unmapped { gpa })
-    }
-
-    fn check_align(off: u64, size: AccessSize) -> Result<(), VgicError> {
-        if !off.is_multiple_of(size.bytes()) {
-            Err(bad("unaligned", off, size))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Width rule for reserved and RAZ/WI locations: byte or word, plus
-    /// doubleword on GICv3 (halfword accesses are never supported).
-    fn reserved_ok(&self, off: u64, size: AccessSize) -> Result<(), VgicError> {
-        match size {
-            AccessSize::Byte | AccessSize::Word => Ok(()),
-            AccessSize::Double if !self.v2() => Ok(()),
-            _ => Err(bad("reserved", off, size)),
-        }
-    }
-
-    fn word_only(name: &'static str, off: u64, size: AccessSize) -> Result<(), VgicError> {
-        if size == AccessSize::Word {
-            Ok(())
-        } else {
-            Err(bad(name, off, size))
-        }
-    }
-
-    fn accessible(&self, bank: Bank, intid: u32) -> Option<usize> {
-        if intid < NR_PRIVATE {
-            bank.private
-        } else if bank.shared && intid < self.max_intid() {
-            Some(bank.accessor)
-        } else {
-            None
-        }
-    }
-
-    fn field_of(off: u64) -> Option<(Field, u64)> {
-        // The ranges tile GICD_IGROUPR..GICD_ICFGR end: anything outside
-        // (GICD_CTLR, GICD_TYPER, the SGI and routing registers) is a fixed
-        // register, without a walk through the table.
-        if !(GICD_IGROUPR..GICD_ICFGR + 0x100).contains(&off) {
-            return None;
-        }
-        FIELD_RANGES
-            .iter()
-            .find(|(start, len, _)| off >= *start && off < start + len)
-            .map(|(start, _, f)| (*f, off - start))
-    }
-
-    /// Reads a distributor-layout frame (GICD, or the GICR SGI frame with
-    /// `bank.shared == false`).
-    fn dist_read(&self, bank: Bank, off: u64, size: AccessSize) -> Result<u64, VgicError> {
-        if let Some((field, rel)) = Self::field_of(off) {
-            let byte_ok = matches!(field, Field::Priority | Field::Targets);
-            let v3_targets = field == Field::Targets && !self.v2();
-            if v3_targets {
-                // ITARGETSR is RAZ/WI with affinity routing (IHI 0069H 12.9.36).
-                self.reserved_ok(off, size)?;
-                return Ok(0);
-            }
-            if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
-                return Err(bad(field.name(), off, size));
-            }
-            let bits = field.bits();
-            let first = (rel * 8 / bits) as u32;
-            let count = (size.bytes() * 8 / bits) as u32;
-            let mut val = 0u64;
-            for i in 0..count {
-                let intid = first + i;
-                let Some(v) = self.accessible(bank, intid) else {
-                    continue;
-                };
-                let f: u64 = match field {
-                    Field::Group => u64::from(!self.v2()),
-                    Field::Targets if intid < NR_PRIVATE => {
-                        // Read-only: the accessing CPU's own mask
-                        // (IHI 0048B 4.3.12).
-                        1u64 << bank.accessor
-                    }
-                    Field::Targets => self.backend.load(v, intid).route & 0xFF,
-                    _ => {
-                        let st = self.backend.view(v, intid);
-                        match field {
-                            Field::SetEnable | Field::ClearEnable => u64::from(st.enabled),
-                            Field::SetPending | Field::ClearPending => {
-                                u64::from(st.is_pending(self.is_v2_sgi(intid)))
-                            }
-                            Field::SetActive | Field::ClearActive => {
-                                u64::from(st.has(Status::ACTIVE))
-                            }
-                            Field::Priority => u64::from(st.priority),
-                            // ICFGR: bit 1 of the pair is the edge bit.
-                            _ => u64::from(st.edge) << 1,
-                        }
-                    }
-                };
-                val |= f << (u64::from(i) * bits);
-            }
-            return Ok(val);
-        }
-        // Fixed registers.
-        let v2 = self.v2();
-        match off {
-            GICD_CTLR | GICD_TYPER | GICD_IIDR if bank.shared => {
-                let name = match off {
-                    GICD_CTLR => "GICD_CTLR",
-                    GICD_TYPER => "GICD_TYPER",
-                    _ => "GICD_IIDR",
-                };
-                Self::word_only(name, off, size)?;
-                Ok(self.id_reg(off))
-            }
-            GICD_SGIR if v2 => {
-                // Write-only; reads as zero.
-                Self::word_only("GICD_SGIR", off, size)?;
-                Ok(0)
-            }
-            GICD_CPENDSGIR..=0xF2F if v2 => {
-                if !matches!(size, AccessSize::Byte | AccessSize::Word) {
-                    return Err(bad("GICD_xPENDSGIR", off, size));
-                }
-                let sgi0 = (off - GICD_CPENDSGIR) % 16;
-                let mut val = 0u64;
-                for i in 0..size.bytes() {
-                    let st = self.backend.load(bank.accessor, (sgi0 + i) as u32);
-                    val |= u64::from(st.sgi_sources) << (8 * i);
-                }
-                Ok(val)
-            }
-            GICD_IROUTER..GICD_IROUTER_END if !v2 && bank.shared => {
-                let intid = ((off - GICD_IROUTER) / 8) as u32;
-                let high = off % 8 == 4;
-                if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
-                    return Err(bad("GICD_IROUTER", off, size));
-                }
-                if intid < SPI_BASE || intid >= self.max_intid() {
-                    return Ok(0);
-                }
-                let route = self.backend.load(0, intid).route;
-                Ok(match (size, high) {
-                    (AccessSize::Double, _) => route,
-                    (_, false) => route & 0xFFFF_FFFF,
-                    (_, true) => route >> 32,
-                })
-            }
-            GICD_PIDR2_V2 if v2 => {
-                Self::word_only("GICD_PIDR2", off, size)?;
-                Ok(u64::from((2 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
-            }
-            GICD_PIDR2_V3 if !v2 && bank.shared => {
-                Self::word_only("GICD_PIDR2", off, size)?;
-                Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
-            }
-            _ => {
-                // STATUSR, TYPER2, IGRPMODR, NSACR and every reserved or
-                // IMPLEMENTATION DEFINED location: RAZ/WI.
-                self.reserved_ok(off, size)?;
-                Ok(0)
-            }
-        }
-    }
-
-    fn dist_write(
-        &mut self,
-        bank: Bank,
-        off: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<Kicks, VgicError> {
-        let mut kicks = Kicks::NONE;
-        let value = value & size.mask();
-        if let Some((field, rel)) = Self::field_of(off) {
-            let byte_ok = matches!(field, Field::Priority | Field::Targets);
-            if field == Field::Targets && !self.v2() {
-                self.reserved_ok(off, size)?;
-                return Ok(kicks);
-            }
-            if !(size == AccessSize::Word || (byte_ok && size == AccessSize::Byte)) {
-                return Err(bad(field.name(), off, size));
-            }
-            let bits = field.bits();
-            let first = (rel * 8 / bits) as u32;
-            let count = (size.bytes() * 8 / bits) as u32;
-            let v2 = self.v2();
-            let vcpu_mask = if self.cfg.nr_vcpus >= 8 {
-                0xFF
-            } else {
-                (1u64 << self.cfg.nr_vcpus) - 1
-            };
-            for i in 0..count {
-                let intid = first + i;
-                let Some(v) = self.accessible(bank, intid) else {
-                    continue;
-                };
-                let f = (value >> (u64::from(i) * bits)) & ((1 << bits) - 1);
-                let v2_sgi = v2 && intid < PPI_BASE;
-                let k = match field {
-                    Field::Group => None,
-                    Field::SetEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = true),
-                    Field::ClearEnable if f != 0 => self.modify(v, intid, &|s| s.enabled = false),
-                    // GICv2 SGI pending state is per source and set through
-                    // SPENDSGIR/CPENDSGIR; the ISPENDR0/ICPENDR0 bits are WI
-                    // (IHI 0048B 4.3.7).
-                    Field::SetPending if f != 0 && !v2_sgi => self.latch(v, intid),
-                    Field::ClearPending if f != 0 && !v2_sgi => {
-                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::PENDING))
-                    }
-                    Field::SetActive if f != 0 => {
-                        self.modify_dyn(v, intid, &|d| d.status.insert(Status::ACTIVE))
-                    }
-                    Field::ClearActive if f != 0 => {
-                        self.modify_dyn(v, intid, &|d| d.status.remove(Status::ACTIVE))
-                    }
-                    Field::Priority => self.modify(v, intid, &|s| s.priority = f as u8),
-                    Field::Targets if intid >= SPI_BASE => {
-                        let mask = f & vcpu_mask;
-                        let target = (mask != 0).then(|| mask.trailing_zeros() as u16);
-                        self.modify(v, intid, &|s| {
-                            s.route = mask;
-                            s.target = target;
-                        })
-                    }
-                    // SGIs are always edge-triggered (ICFGR0 read-only);
-                    // PPIs and SPIs are programmable.
-                    Field::Config if intid >= PPI_BASE => {
-                        self.modify(v, intid, &|s| s.edge = f & 0b10 != 0)
-                    }
-                    _ => None,
-                };
-                kicks.add_opt(k);
-            }
-            return Ok(kicks);
-        }
-        let v2 = self.v2();
-        match off {
-            GICD_CTLR if bank.shared => {
-                Self::word_only("GICD_CTLR", off, size)?;
-                let was = self.dist_enabled();
-                let ctlr = (value as u32) & (CTLR_ENABLE_G0 | CTLR_ENABLE_G1);
-                if ctlr != self.ctlr {
-                    self.generation = self.generation.wrapping_add(GEN_STEP);
-                }
-                self.ctlr = ctlr;
-                if !was && self.dist_enabled() {
-                    for v in 0..self.cfg.nr_vcpus {
-                        if self.has_deliverable(VcpuId(v)) {
-                            kicks.add(VcpuId(v));
-                        }
-                    }
-                }
-                Ok(kicks)
-            }
-            GICD_TYPER | GICD_IIDR if bank.shared => {
-                Self::word_only("GICD_TYPER/IIDR", off, size)?;
-                Ok(kicks)
-            }
-            GICD_SGIR if v2 => {
-                Self::word_only("GICD_SGIR", off, size)?;
-                Ok(self.write_sgir(bank.accessor, value as u32))
-            }
-            GICD_CPENDSGIR..=0xF2F if v2 => {
-                if !matches!(size, AccessSize::Byte | AccessSize::Word) {
-                    return Err(bad("GICD_xPENDSGIR", off, size));
-                }
-                let set = off >= GICD_SPENDSGIR;
-                let sgi0 = (off - GICD_CPENDSGIR) % 16;
-                let valid = ((1u32 << self.cfg.nr_vcpus) - 1) as u8;
-                for i in 0..size.bytes() {
-                    let b = ((value >> (8 * i)) as u8) & valid;
-                    if b == 0 {
-                        continue;
-                    }
-                    let k = self.modify_dyn(bank.accessor, (sgi0 + i) as u32, &|d| {
-                        if set {
-                            d.sgi_sources |= b;
-                        } else {
-                            d.sgi_sources &= !b;
-                        }
-                    });
-                    kicks.add_opt(k);
-                }
-                Ok(kicks)
-            }
-            GICD_IROUTER..GICD_IROUTER_END if !v2 && bank.shared => {
-                let intid = ((off - GICD_IROUTER) / 8) as u32;
-                let high = off % 8 == 4;
-                if !(size == AccessSize::Word || (size == AccessSize::Double && !high)) {
-                    return Err(bad("GICD_IROUTER", off, size));
-                }
-                if intid < SPI_BASE || intid >= self.max_intid() {
-                    return Ok(kicks);
-                }
-                let old = self.backend.load(0, intid).route;
-                let new = match (size, high) {
-                    (AccessSize::Double, _) => value,
-                    (_, false) => (old & !0xFFFF_FFFF) | value,
-                    (_, true) => (old & 0xFFFF_FFFF) | (value << 32),
-                } & IROUTER_MASK;
-                let target = self.resolve_irouter(new);
-                kicks.add_opt(self.modify(0, intid, &|s| {
-                    s.route = new;
-                    s.target = target;
-                }));
-                Ok(kicks)
-            }
-            _ => {
-                self.reserved_ok(off, size)?;
-                Ok(kicks)
-            }
-        }
-    }
-
-    /// The vCPU an `IROUTER` value selects. IRM = 1 ("any participating
-    /// PE") delivers to vCPU 0, a deterministic choice that keeps the
-    /// interrupt on one vCPU's list; an affinity naming no vCPU leaves the
-    /// SPI undelivered (it stays pending) until it is re-routed.
-    fn resolve_irouter(&self, route: u64) -> Option<u16> {
-        if route & IROUTER_IRM != 0 {
-            return Some(0);
-        }
-        let aff = route & MPIDR_AFF_MASK;
-        self.cfg
-            .vcpu_mpidr
-            .iter()
-            .position(|m| aff_of(*m) == aff)
-            .and_then(|v| u16::try_from(v).ok())
-    }
-
-    fn rd_read(
-        &self,
-        vcpu: Option<usize>,
-        last: bool,
-        off: u64,
-        size: AccessSize,
-    ) -> Result<u64, VgicError> {
-        let Some(v) = vcpu else {
-            self.reserved_ok(off, size)?;
-            return Ok(0);
-        };
-        let dword_ok = |base: u64| -> Result<bool, VgicError> {
-            match size {
-                AccessSize::Double if off == base => Ok(true),
-                AccessSize::Word => Ok(false),
-                _ => Err(bad("GICR 64-bit register", off, size)),
-            }
-        };
-        match off {
-            GICR_CTLR | GICR_STATUSR | GICR_SYNCR => {
-                Self::word_only("GICR_CTLR/STATUSR/SYNCR", off, size)?;
-                Ok(0)
-            }
-            GICR_IIDR => {
-                Self::word_only("GICR_IIDR", off, size)?;
-                Ok(u64::from(IIDR_ARM))
-            }
-            GICR_WAKER => {
-                Self::word_only("GICR_WAKER", off, size)?;
-                let sleep = self.processor_sleep.get(v).copied().unwrap_or(true);
-                Ok(if sleep {
-                    u64::from(WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP)
-                } else {
-                    0
-                })
-            }
-            0x8 | 0xC => {
-                let m = self.mpidr(v);
-                let aff = (m & 0xFF_FFFF) | ((m >> 8) & 0xFF00_0000);
-                let typer = (aff << GICR_TYPER_AFF_SHIFT)
-                    | ((v as u64 & 0xFFFF) << GICR_TYPER_PROCNUM_SHIFT)
-                    | if last { GICR_TYPER_LAST } else { 0 };
-                let base = GICR_TYPER;
-                Ok(if dword_ok(base)? {
-                    typer
-                } else if off == base {
-                    typer & 0xFFFF_FFFF
-                } else {
-                    typer >> 32
-                })
-            }
-            GICR_PROPBASER..0x80 | GICR_INVLPIR..0xA8 | GICR_INVALLR..0xB8 => {
-                let base = off & !7;
-                dword_ok(base)?;
-                Ok(0)
-            }
-            GICR_PIDR2 => {
-                Self::word_only("GICR_PIDR2", off, size)?;
-                Ok(u64::from((3 << PIDR2_ARCHREV_SHIFT) | PIDR2_JEDEC))
-            }
-            _ => {
-                self.reserved_ok(off, size)?;
-                Ok(0)
-            }
-        }
-    }
-
-    fn rd_write(
-        &mut self,
-        vcpu: Option<usize>,
-        off: u64,
-        size: AccessSize,
-        value: u64,
-    ) -> Result<Kicks, VgicError> {
-        match off {
-            GICR_WAKER if vcpu.is_some() => {
-                Self::word_only("GICR_WAKER", off, size)?;
-                if let Some(s) = vcpu.and_then(|v| self.processor_sleep.get_mut(v)) {
-                    *s = value & u64::from(WAKER_PROCESSOR_SLEEP) != 0;
-                }
-                Ok(Kicks::NONE)
-            }
-            // Read-only or RAZ/WI registers; check the width like a read.
-            _ => self.rd_read(vcpu, false, off, size).map(|_| Kicks::NONE),
-        }
-    }
-
-    fn sgi_frame_bank(vcpu: usize, accessor: usize) -> Bank {
-        Bank {
-            private: Some(vcpu),
-            shared: false,
-            accessor,
-        }
-    }
-
-    fn dist_bank(&self, accessor: usize) -> Bank {
-        Bank {
-            private: self.v2().then_some(accessor),
-            shared: true,
-            accessor,
-        }
-    }
-
     /// A GICv2 `GICD_SGIR` write by vCPU `src` (IHI 0048B 4.3.15): the
     /// SGI goes to the listed vCPUs, to all but `src`, or to `src` alone.
     fn write_sgir(&mut self, src: usize, value: u32) -> Kicks {
@@ -1383,11 +780,6 @@ impl<B: Backend> Emulator<B> {
     /// Makes GICv3 SGI `intid` pending on `target`.
     fn send_sgi(&mut self, target: usize, intid: u32) -> Option<VcpuId> {
         self.latch(target, intid)
-    }
-
-    /// Sets the level of `intid`'s line.
-    fn set_line_level(&mut self, v: usize, intid: u32, level: bool) -> Option<VcpuId> {
-        self.modify_dyn(v, intid, &|d| d.status.set(Status::LINE, level))
     }
 
     /// Latches `intid` pending on `v` (an edge, a GICv3 SGI, an `ISPENDR`
@@ -1458,10 +850,11 @@ impl<B: Backend> Emulator<B> {
         Some(Some(VcpuId(usize::from(listed))))
     }
 
-    /// [`modify_dynamic`](Self::modify_dynamic) for register writes and
-    /// the injections that find the interrupt outside a list register,
-    /// out of line: one shared instance, and the injections' direct paths
-    /// stay small.
+    /// [`modify_dynamic`](Self::modify_dynamic) for the injections that
+    /// find the interrupt outside a list register, out of line: one shared
+    /// instance, and the injections' direct paths stay small. (Register
+    /// writes and line levels take [`mmio`]'s full `modify`, compiled
+    /// once.)
     #[inline(never)]
     fn modify_dyn(&mut self, v: usize, intid: u32, f: &dyn Fn(&mut Dynamic)) -> Option<VcpuId> {
         self.modify_dynamic(v, intid, f)
@@ -1555,30 +948,7 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         gpa: GuestPhysAddr,
         size: AccessSize,
     ) -> Result<u64, VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        // The identification registers a guest driver polls, without the
-        // frame and register decode (the same values as `dist_read`).
-        let off = gpa.0.wrapping_sub(self.dist_base);
-        if B::DIRECT && off < 0x10 && off.is_multiple_of(4) && size == AccessSize::Word {
-            return Ok(self.id_reg(off));
-        }
-        match self.locate(gpa)? {
-            Frame::Dist(off) => {
-                Self::check_align(off, size)?;
-                self.dist_read(self.dist_bank(v), off, size)
-            }
-            Frame::Rd(t, last, off) => {
-                Self::check_align(off, size)?;
-                self.rd_read(t, last, off, size)
-            }
-            Frame::Sgi(t, off) => {
-                Self::check_align(off, size)?;
-                match t {
-                    Some(t) => self.dist_read(Self::sgi_frame_bank(t, v), off, size),
-                    None => self.reserved_ok(off, size).map(|_| 0),
-                }
-            }
-        }
+        self.regs().read(vcpu, gpa, size, B::DIRECT)
     }
 
     fn mmio_write(
@@ -1590,31 +960,15 @@ impl<B: Backend> VirtualGic for Emulator<B> {
     ) -> Result<Kicks, VgicError> {
         let v = self.check_vcpu(vcpu)?;
         // GICv2's SGI register, which a guest writes for every IPI, without
-        // the frame and register decode (the same effect as `dist_write`).
-        if B::DIRECT
-            && self.v2()
-            && gpa.0.wrapping_sub(self.dist_base) == GICD_SGIR
-            && size == AccessSize::Word
-        {
+        // the frame and register decode, which leaves it to this test. The
+        // send goes through the model's own update.
+        if self.v2() && gpa.0.wrapping_sub(self.dist_base) == GICD_SGIR {
+            if size != AccessSize::Word {
+                return Err(bad("GICD_SGIR", GICD_SGIR, size));
+            }
             return Ok(self.write_sgir(v, value as u32));
         }
-        match self.locate(gpa)? {
-            Frame::Dist(off) => {
-                Self::check_align(off, size)?;
-                self.dist_write(self.dist_bank(v), off, size, value)
-            }
-            Frame::Rd(t, _, off) => {
-                Self::check_align(off, size)?;
-                self.rd_write(t, off, size, value)
-            }
-            Frame::Sgi(t, off) => {
-                Self::check_align(off, size)?;
-                match t {
-                    Some(t) => self.dist_write(Self::sgi_frame_bank(t, v), off, size, value),
-                    None => self.reserved_ok(off, size).map(|_| Kicks::NONE),
-                }
-            }
-        }
+        self.regs().write_at(v, gpa, size, value)
     }
 
     fn sysreg_sgi(
@@ -1676,45 +1030,11 @@ impl<B: Backend> VirtualGic for Emulator<B> {
         intid: u32,
         level: bool,
     ) -> Result<Option<VcpuId>, VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        self.check_intid(intid)?;
-        if intid < PPI_BASE {
-            return Err(VgicError::InvalidIntid {
-                intid,
-                reason: "SGIs have no line",
-            });
-        }
-        let st = self.backend.view(v, intid);
-        if st.edge || st.hw.is_some() {
-            // Edge sources (and forwarded interrupts, whose level the
-            // hardware tracks) latch on the rising edge.
-            let rising = level && !st.has(Status::LINE);
-            self.set_line_level(v, intid, level);
-            return Ok(if rising { self.latch(v, intid) } else { None });
-        }
-        Ok(self.set_line_level(v, intid, level))
+        self.regs().set_line(vcpu, intid, level)
     }
 
     fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
-        let v = self.check_vcpu(vcpu)?;
-        self.check_intid(virq)?;
-        if virq < PPI_BASE {
-            return Err(VgicError::InvalidIntid {
-                intid: virq,
-                reason: "SGIs cannot be hardware-mapped",
-            });
-        }
-        if !(PPI_BASE..1020).contains(&pintid) {
-            return Err(VgicError::InvalidIntid {
-                intid: pintid,
-                reason: "physical INTID must be a PPI or SPI",
-            });
-        }
-        let mut st = self.backend.load(v, virq);
-        st.hw = Some(pintid);
-        self.backend.store(v, virq, st);
-        self.generation = self.generation.wrapping_add(GEN_STEP);
-        Ok(())
+        self.regs().map_hw(vcpu, virq, pintid)
     }
 
     fn flush<L: ListRegisters + ?Sized>(
@@ -1781,43 +1101,18 @@ impl<B: Backend> VirtualGic for Emulator<B> {
     }
 
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
-        let Ok(v) = self.check_vcpu(vcpu) else {
-            return false;
-        };
-        if !self.dist_enabled() {
-            return false;
-        }
-        let mut any = false;
-        self.backend.for_each_queued(v, &mut |intid| {
-            if !any {
-                let st = self.backend.view(v, intid);
-                any = st.deliverable(self.is_v2_sgi(intid)) && !st.has(Status::ACTIVE);
-            }
-        });
-        any
+        self.regs_ref().has_deliverable(vcpu)
     }
 
     fn state_digest(&self) -> u64 {
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        self.ctlr.hash(&mut h);
-        self.processor_sleep.hash(&mut h);
-        self.shadows.hash(&mut h);
-        for v in 0..self.cfg.nr_vcpus {
-            for intid in 0..NR_PRIVATE {
-                self.backend.load(v, intid).hash(&mut h);
-            }
-            self.backend.overflow_len(v).hash(&mut h);
-        }
-        for intid in SPI_BASE..self.max_intid() {
-            self.backend.load(0, intid).hash(&mut h);
-        }
-        h.finish()
+        self.regs_ref().digest()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::VgicLayout;
     use crate::classic::Classic;
     use crate::perirq::PerIrq;
     use proptest::prelude::*;

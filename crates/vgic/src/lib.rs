@@ -12,7 +12,9 @@
 //!   on a maintenance interrupt).
 //! * The register decode (both GIC versions, access widths, RAZ/WI) lives in
 //!   [`Emulator`], generic over a [`state::Backend`] that stores interrupt
-//!   state and orders delivery. Two backends exist:
+//!   state and orders delivery. Only the delivery paths are compiled per
+//!   backend; the register decode and the other cold paths are compiled
+//!   once and reach the backend through a trait object. Two backends exist:
 //!   [`classic`] (rank-based configuration, per-vCPU inflight list kept in
 //!   priority order, an `lr_pending` overflow queue; modelled on Xen's
 //!   `vgic.c`) and [`perirq`] (one structure per INTID and a per-vCPU
@@ -544,10 +546,7 @@ impl Vgic {
     /// The GICv2 guest CPU-interface window (guest address and size), to be
     /// mapped onto the host GICV frame; `None` for GICv3.
     pub fn cpu_interface(&self) -> Option<tessel_addr::GuestRange> {
-        match self {
-            Self::Classic(v) => v.config().layout.cpu_interface(),
-            Self::PerIrq(v) => v.config().layout.cpu_interface(),
-        }
+        self.regs_ref().config().layout.cpu_interface()
     }
 }
 
@@ -560,18 +559,33 @@ macro_rules! dispatch {
     };
 }
 
+impl Vgic {
+    /// The model-independent view through which the cold paths, compiled
+    /// once for both models, run.
+    #[inline(always)]
+    fn regs(&mut self) -> &mut Emulator<dyn emu::mmio::Store + '_> {
+        dispatch!(self, v => v.regs())
+    }
+
+    /// [`regs`](Self::regs) for reading.
+    #[inline(always)]
+    fn regs_ref(&self) -> &Emulator<dyn emu::mmio::Store + '_> {
+        dispatch!(self, v => v.regs_ref())
+    }
+}
+
 impl VirtualGic for Vgic {
     fn version(&self) -> GicVersion {
-        dispatch!(self, v => v.version())
+        self.regs_ref().config().version
     }
     fn nr_vcpus(&self) -> usize {
-        dispatch!(self, v => v.nr_vcpus())
+        self.regs_ref().config().nr_vcpus
     }
     fn nr_spis(&self) -> usize {
-        dispatch!(self, v => v.nr_spis())
+        self.regs_ref().config().nr_spis
     }
     fn regions(&self) -> &[MmioRegion] {
-        dispatch!(self, v => v.regions())
+        self.regs_ref().frames()
     }
     fn mmio_read(
         &mut self,
@@ -579,7 +593,8 @@ impl VirtualGic for Vgic {
         gpa: GuestPhysAddr,
         size: AccessSize,
     ) -> Result<u64, VgicError> {
-        dispatch!(self, v => v.mmio_read(vcpu, gpa, size))
+        // Both models take the identification registers' fast path.
+        self.regs().read(vcpu, gpa, size, true)
     }
     fn mmio_write(
         &mut self,
@@ -607,10 +622,10 @@ impl VirtualGic for Vgic {
         intid: u32,
         level: bool,
     ) -> Result<Option<VcpuId>, VgicError> {
-        dispatch!(self, v => v.set_line(vcpu, intid, level))
+        self.regs().set_line(vcpu, intid, level)
     }
     fn map_hw(&mut self, vcpu: VcpuId, virq: u32, pintid: u32) -> Result<(), VgicError> {
-        dispatch!(self, v => v.map_hw(vcpu, virq, pintid))
+        self.regs().map_hw(vcpu, virq, pintid)
     }
     fn flush<L: ListRegisters + ?Sized>(
         &mut self,
@@ -649,9 +664,9 @@ impl VirtualGic for Vgic {
         dispatch!(self, v => v.refresh_and_take_kicks(vcpu, lrs))
     }
     fn has_deliverable(&self, vcpu: VcpuId) -> bool {
-        dispatch!(self, v => v.has_deliverable(vcpu))
+        self.regs_ref().has_deliverable(vcpu)
     }
     fn state_digest(&self) -> u64 {
-        dispatch!(self, v => v.state_digest())
+        self.regs_ref().digest()
     }
 }
