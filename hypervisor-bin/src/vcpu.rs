@@ -905,10 +905,9 @@ fn inject_here(gic: &Gic, cur: Current, rt: &mut DomainRt, irq: u32, after: &mut
     if rt.state.is_stopped() {
         if irq == crate::gic::VTIMER_PPI {
             // The stopped vCPU's timer condition still holds: deactivated
-            // but left enabled, it would fire again at once, and the
-            // acknowledge loop above would spin here for ever with the
-            // domain's lock held (the exit never reaches `park_vcpu`,
-            // which turns the timer off too).
+            // but left enabled, it would fire again at once, on every
+            // return to the guest, and this CPU would never get to
+            // `park_vcpu` (which turns the timer off too).
             // SAFETY: CNTV_CTL_EL0 = 0 disables the virtual timer of the
             // vCPU that ran here, which will not run again.
             unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
