@@ -58,6 +58,21 @@ impl PerIrq {
         }
     }
 
+    /// The delivery view of one interrupt, straight from its record.
+    #[inline(always)]
+    fn view_of(irq: &VgicIrq) -> IrqView {
+        let st = &irq.state;
+        IrqView {
+            dynamic: Dynamic::of(st),
+            enabled: st.enabled,
+            edge: st.edge,
+            priority: st.priority,
+            hw: st.hw,
+            target: st.target,
+            listed: irq.vcpu,
+        }
+    }
+
     fn wants(&self, st: &IrqState, intid: u32) -> bool {
         st.wants_queue(self.v2 && intid < PPI_BASE)
     }
@@ -246,7 +261,7 @@ impl Backend for PerIrq {
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return (IrqView::default(), Dynamic::default());
         };
-        let old = IrqView::of(&irq.state, irq.vcpu.map(usize::from));
+        let old = Self::view_of(irq);
         let d = f(&old);
         if d != old.dynamic {
             d.apply(&mut irq.state);
@@ -255,9 +270,59 @@ impl Backend for PerIrq {
         (old, d)
     }
 
+    #[inline(always)]
     fn set_held(&mut self, vcpu: usize, intid: u32, d: Dynamic) {
         if let Some(irq) = self.irq_mut(vcpu, intid) {
             d.apply(&mut irq.state);
+        }
+    }
+
+    #[inline]
+    fn view(&self, vcpu: usize, intid: u32) -> IrqView {
+        self.irq(vcpu, intid).map(Self::view_of).unwrap_or_default()
+    }
+
+    /// One lookup of the record for the read and the write.
+    #[inline(always)]
+    fn refold_held<T, F: FnOnce(&IrqView) -> Option<(Dynamic, T)>>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<T> {
+        let irq = self.irq_mut(vcpu, intid)?;
+        let (d, out) = f(&Self::view_of(irq))?;
+        d.apply(&mut irq.state);
+        Some(out)
+    }
+
+    /// Only the record's dynamic state: the rest of the view does not
+    /// matter to a change that keeps the interrupt where it is.
+    #[inline(always)]
+    fn update_held<F: FnOnce(Dynamic) -> Dynamic>(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        f: F,
+    ) -> Option<(Dynamic, u16)> {
+        let irq = self.irq_mut(vcpu, intid)?;
+        let listed = irq.vcpu?;
+        if !irq.state.in_lr {
+            return None;
+        }
+        let old = Dynamic::of(&irq.state);
+        let d = f(old);
+        if d != old {
+            d.apply(&mut irq.state);
+        }
+        Some((old, listed))
+    }
+
+    #[inline]
+    fn sole_queued(&self, vcpu: usize) -> Option<u32> {
+        match (self.ap_list.get(vcpu)?.as_slice(), self.overflow_len(vcpu)) {
+            (&[intid], 0) => Some(intid),
+            _ => None,
         }
     }
 
