@@ -32,6 +32,7 @@ use crate::e2e::{BANK_A, BANK_SIZE, MODULE_BASE, MODULE_STRIDE};
 use crate::qemu;
 use crate::scenario::{Domain, Gic, Module, Scenario};
 use crate::util::{self, Result};
+use tessel_config::VgicModel;
 
 /// The Debian package that holds Xen 4.17 for arm64.
 pub const XEN_PACKAGE: &str = "xen-hypervisor-4.17-arm64";
@@ -54,6 +55,14 @@ const GPIO_SPI: u32 = 7;
 const XEN_BOOTARGS: &str = "console=dtuart";
 /// Per-run time limit, seconds.
 const TIMEOUT_SECS: u64 = 300;
+/// The name Tessel's boot report gives a vGIC model (`vGIC model: ...`).
+pub fn model_name(m: VgicModel) -> &'static str {
+    match m {
+        VgicModel::Classic => "classic",
+        VgicModel::PerIrq => "per-IRQ",
+    }
+}
+
 /// The last line of a complete guest report.
 const END_MARK: &str = "BENCH end";
 
@@ -185,6 +194,8 @@ pub struct Results {
     pub tessel_size: u64,
     /// Size of Xen's image, bytes.
     pub xen_size: u64,
+    /// The vGIC model of Tessel's domain.
+    pub vgic: VgicModel,
 }
 
 fn cell(o: &Outcome, op: &str) -> Option<f64> {
@@ -223,7 +234,11 @@ fn row(out: &mut String, name: &str, cols: [Option<f64>; 3], decimals: usize, li
 /// at the guest-reported CNTFRQ), followed by why any cell is missing.
 pub fn table(r: &Results) -> String {
     let mut s = String::new();
-    s.push_str("| operation (counter ticks) | native EL1 | Tessel | Xen 4.17 | Tessel/Xen | target met? |\n");
+    let _ = writeln!(
+        s,
+        "| operation (counter ticks) | native EL1 | Tessel ({} vGIC) | Xen 4.17 | Tessel/Xen | target met? |",
+        model_name(r.vgic)
+    );
     s.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
     for (op, name) in ROWS {
         let cols = [cell(&r.native, op), cell(&r.tessel, op), cell(&r.xen, op)];
@@ -339,7 +354,7 @@ fn bootargs() -> String {
     )
 }
 
-fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario> {
+fn scenario(hyp: Hyp, gic: Gic, vgic: VgicModel, guest: &Path, partial: &Path) -> Result<Scenario> {
     let size = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len())
@@ -353,10 +368,18 @@ fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario
             "\n/ {{\n\tchosen {{\n\t\txen,xen-bootargs = \"{XEN_BOOTARGS}\";\n\t}};\n}};\n"
         );
     }
+    // The default (classic) leaves the tree as it always was.
+    let per_irq = direct && vgic == VgicModel::PerIrq;
+    if per_irq {
+        host_dts.push_str(
+            "\n/ {\n\tchosen {\n\t\tbench {\n\t\t\ttessel,vgic-model = \"new\";\n\t\t};\n\t};\n};\n",
+        );
+    }
     Ok(Scenario {
         name: format!(
-            "bench-{}-gic{}",
+            "bench-{}{}-gic{}",
             if direct { "tessel" } else { "xen" },
+            if per_irq { "-perirq" } else { "" },
             gic.qemu_name()
         ),
         gic,
@@ -388,7 +411,11 @@ fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario
             bootargs: bootargs(),
         }],
         timeout_secs: TIMEOUT_SECS,
-        expect: vec![END_MARK.into()],
+        expect: if direct {
+            vec![format!("vGIC model: {}", model_name(vgic)), END_MARK.into()]
+        } else {
+            vec![END_MARK.into()]
+        },
         forbid: vec![],
         expect_shutdown: false,
         expect_refused: vec![],
@@ -399,7 +426,7 @@ fn scenario(hyp: Hyp, gic: Gic, guest: &Path, partial: &Path) -> Result<Scenario
 
 /// The Tessel benchmark run, as `cargo xtask profile` traces it: the
 /// scenario, with the partial device tree written to `dir`.
-pub fn tessel_scenario(gic: Gic, guest: &Path, dir: &Path) -> Result<Scenario> {
+pub fn tessel_scenario(gic: Gic, vgic: VgicModel, guest: &Path, dir: &Path) -> Result<Scenario> {
     let dts = dir.join("passthrough.dts");
     let partial = dir.join("passthrough.dtb");
     util::write(&dts, partial_dts())?;
@@ -409,7 +436,16 @@ pub fn tessel_scenario(gic: Gic, guest: &Path, dir: &Path) -> Result<Scenario> {
             .arg(&partial)
             .arg(&dts),
     )?;
-    scenario(Hyp::Tessel, gic, guest, &partial)
+    scenario(Hyp::Tessel, gic, vgic, guest, &partial)
+}
+
+/// Fails unless the log holds every line `sc` expects (for Tessel: the
+/// boot report's vGIC model, so a run cannot silently use another model).
+pub fn check_expected(sc: &Scenario, output: &str) -> Result<()> {
+    match sc.expect.iter().find(|e| !output.contains(e.as_str())) {
+        Some(e) => Err(format!("the log lacks `{e}`")),
+        None => Ok(()),
+    }
 }
 
 /// Boots `image` under `sc` and reads the guest's report from the log.
@@ -427,7 +463,9 @@ fn run_hypervisor(sc: &Scenario, image: &Path, dir: &Path) -> Outcome {
         Some(END_MARK),
         &log,
     )?;
-    parse(&out.output).map_err(|e| format!("{e} (log {})", log.display()))
+    check_expected(sc, &out.output)
+        .and_then(|()| parse(&out.output))
+        .map_err(|e| format!("{e} (log {})", log.display()))
 }
 
 /// Boots the guest directly at EL1, with QEMU's own device tree.
@@ -453,7 +491,7 @@ fn file_size(p: &Path) -> Result<u64> {
 /// `cargo xtask bench`: builds, fetches Xen, runs the three boots, prints
 /// the table and writes it to `target/bench/results.md`. Returns whether
 /// all three runs produced a report (missed targets do not fail it).
-pub fn run(gic: Gic) -> Result<bool> {
+pub fn run(gic: Gic, vgic: VgicModel) -> Result<bool> {
     let dir = util::artifacts().join("bench");
     util::mkdir(&dir)?;
     let Images {
@@ -463,9 +501,9 @@ pub fn run(gic: Gic) -> Result<bool> {
     let (xen, xen_version) = fetch_xen(&dir.join("xen"))?;
     let partial = dir.join("passthrough.dtb");
     let native = run_native(gic, &test_guest, &dir);
-    let tessel = tessel_scenario(gic, &test_guest, &dir)
+    let tessel = tessel_scenario(gic, vgic, &test_guest, &dir)
         .and_then(|sc| run_hypervisor(&sc, &hypervisor, &dir));
-    let xen_run = scenario(Hyp::Xen, gic, &test_guest, &partial)
+    let xen_run = scenario(Hyp::Xen, gic, vgic, &test_guest, &partial)
         .and_then(|sc| run_hypervisor(&sc, &xen, &dir));
     let results = Results {
         native,
@@ -473,12 +511,14 @@ pub fn run(gic: Gic) -> Result<bool> {
         xen: xen_run,
         tessel_size: file_size(&hypervisor)?,
         xen_size: file_size(&xen)?,
+        vgic,
     };
     let qemu_version = util::run(Command::new("qemu-system-aarch64").arg("--version"))?;
     let mut text = format!(
-        "QEMU: {}\nmachine: virt, gic-version={}, -cpu {CPU} -smp 1 -m {RAM_MIB}M -icount {ICOUNT}\nXen: {}\n\n",
+        "QEMU: {}\nmachine: virt, gic-version={}, -cpu {CPU} -smp 1 -m {RAM_MIB}M -icount {ICOUNT}\nTessel: {} vGIC model\nXen: {}\n\n",
         qemu_version.lines().next().unwrap_or("?"),
         gic.qemu_name(),
+        model_name(vgic),
         if xen_version.is_empty() {
             XEN_PACKAGE
         } else {
@@ -520,6 +560,20 @@ mod tests {
     }
 
     #[test]
+    fn checks_the_expected_lines() {
+        let guest = util::root().join("Cargo.toml");
+        let sc = scenario(Hyp::Tessel, Gic::V3, VgicModel::PerIrq, &guest, &guest).unwrap();
+        let ok = format!("(XEN) bench: vGIC model: per-IRQ\n{LOG}");
+        assert!(check_expected(&sc, &ok).is_ok());
+        let classic = ok.replace("per-IRQ", "classic");
+        assert!(
+            check_expected(&sc, &classic)
+                .unwrap_err()
+                .contains("per-IRQ")
+        );
+    }
+
+    #[test]
     fn refuses_bad_or_unfinished_reports() {
         assert!(parse("").unwrap_err().contains("BENCH end"));
         let cut = LOG.replace("(d1) BENCH end\n", "");
@@ -558,12 +612,28 @@ mod tests {
         // Any file will do as the kernel: only its size goes into the DT.
         let guest = util::root().join("Cargo.toml");
         for gic in [Gic::V2, Gic::V3] {
-            let sc = scenario(Hyp::Tessel, gic, &guest, &partial).unwrap();
-            let dtb = qemu::make_dtb(&sc).unwrap();
-            sc.preflight(&util::read(&dtb).unwrap()).unwrap();
-            let xen = scenario(Hyp::Xen, gic, &guest, &partial).unwrap();
-            assert!(xen.host_dts.contains("xen,xen-bootargs"));
-            assert!(!xen.domains[0].direct_map);
+            for vgic in [VgicModel::Classic, VgicModel::PerIrq] {
+                let sc = scenario(Hyp::Tessel, gic, vgic, &guest, &partial).unwrap();
+                let dtb = util::read(&qemu::make_dtb(&sc).unwrap()).unwrap();
+                sc.preflight(&dtb).unwrap();
+                // The domain gets the model asked for (classic by default).
+                let cfg = tessel_config::parse(&dtb).unwrap();
+                let dom = cfg.domains[0].as_ref().unwrap();
+                let chosen = dom.vgic_model.or(cfg.vgic_model);
+                assert_eq!(chosen.unwrap_or(VgicModel::Classic), vgic);
+                let line = format!("vGIC model: {}", model_name(vgic));
+                assert!(sc.expect.contains(&line), "{:?}", sc.expect);
+                let xen = scenario(Hyp::Xen, gic, vgic, &guest, &partial).unwrap();
+                assert!(xen.host_dts.contains("xen,xen-bootargs"));
+                assert!(!xen.host_dts.contains("vgic"));
+                assert!(!xen.domains[0].direct_map);
+            }
+            // Classic leaves the tree as it was; the logs do not collide.
+            let classic = scenario(Hyp::Tessel, gic, VgicModel::Classic, &guest, &partial);
+            let new = scenario(Hyp::Tessel, gic, VgicModel::PerIrq, &guest, &partial);
+            let (classic, new) = (classic.unwrap(), new.unwrap());
+            assert!(!classic.host_dts.contains("vgic-model"));
+            assert_ne!(classic.name, new.name);
         }
     }
 
@@ -595,7 +665,11 @@ mod tests {
             xen: Ok(xen),
             tessel_size: 100,
             xen_size: 1000,
+            vgic: VgicModel::PerIrq,
         });
+        assert!(
+            t.starts_with("| operation (counter ticks) | native EL1 | Tessel (per-IRQ vGIC) |")
+        );
         assert!(t.contains(
             "| vGIC MMIO read (GICD_TYPER) | n/a | 50.00 | 150.00 | 0.33 | yes (<= 0.5) |"
         ));

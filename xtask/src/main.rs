@@ -10,8 +10,10 @@
 //!                                        Linux-guest scenarios instead), logs in target/e2e/
 //! cargo xtask test                       cargo test (workspace), then both e2e suites, with a summary
 //! cargo xtask fetch-linux                fetch a Debian arm64 kernel and build an initramfs
-//! cargo xtask bench [--gic v2|v3]        trap and interrupt costs: native, Tessel, Xen 4.17 (docs/performance.md)
-//! cargo xtask profile [--gic v2|v3]      Tessel's instructions per exit, by function (traced bench run)
+//! cargo xtask bench [--gic v2|v3] [--vgic classic|new]
+//!                                        trap and interrupt costs: native, Tessel, Xen 4.17 (docs/performance.md)
+//! cargo xtask profile [--gic v2|v3] [--vgic classic|new]
+//!                                        Tessel's instructions per exit, by function (traced bench run)
 //! ```
 mod apt;
 mod bench;
@@ -27,12 +29,14 @@ mod util;
 use std::process::{Command, ExitCode};
 
 use scenario::Gic;
+use tessel_config::VgicModel;
 use util::Result;
 
 /// Parsed command-line options (a tiny parser: `--name value` pairs and flags).
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Options {
     gic: Option<Gic>,
+    vgic: Option<VgicModel>,
     timeout: Option<u64>,
     only: Option<String>,
     linux: bool,
@@ -54,6 +58,13 @@ fn parse_options(args: &[String]) -> Result<Options> {
                     Gic::parse(&v).ok_or_else(|| format!("--gic: expected v2 or v3, got {v}"))?,
                 );
             }
+            "--vgic" => {
+                let v = value()?;
+                o.vgic =
+                    Some(VgicModel::from_name(&v).ok_or_else(|| {
+                        format!("--vgic: expected {}, got {v}", VgicModel::ACCEPTED)
+                    })?);
+            }
             "--timeout" => {
                 let v = value()?;
                 o.timeout = Some(
@@ -71,6 +82,11 @@ fn parse_options(args: &[String]) -> Result<Options> {
 
 fn gics(o: &Options) -> Vec<Gic> {
     o.gic.map_or_else(|| vec![Gic::V2, Gic::V3], |g| vec![g])
+}
+
+/// The Tessel domain's vGIC model for `bench` and `profile` (default classic).
+fn vgic(o: &Options) -> VgicModel {
+    o.vgic.unwrap_or(VgicModel::Classic)
 }
 
 fn fetch_linux() -> Result<()> {
@@ -150,8 +166,8 @@ fn real_main(args: &[String]) -> Result<bool> {
             Ok(failed == 0)
         }
         "test" => test_all(&o),
-        "bench" => bench::run(o.gic.unwrap_or(Gic::V3)),
-        "profile" => profile::run(o.gic.unwrap_or(Gic::V3)),
+        "bench" => bench::run(o.gic.unwrap_or(Gic::V3), vgic(&o)),
+        "profile" => profile::run(o.gic.unwrap_or(Gic::V3), vgic(&o)),
         "fetch-linux" => fetch_linux().map(|_| true),
         other => Err(format!("unknown command {other}")),
     }
@@ -166,5 +182,31 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options> {
+        parse_options(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn vgic_option_defaults_to_classic_and_takes_the_dt_names() {
+        assert_eq!(vgic(&parse(&[]).unwrap()), VgicModel::Classic);
+        let o = parse(&["--gic", "v2", "--vgic", "new"]).unwrap();
+        assert_eq!((o.gic, vgic(&o)), (Some(Gic::V2), VgicModel::PerIrq));
+        assert_eq!(
+            vgic(&parse(&["--vgic", "per-irq"]).unwrap()),
+            VgicModel::PerIrq
+        );
+        assert_eq!(
+            vgic(&parse(&["--vgic", "classic"]).unwrap()),
+            VgicModel::Classic
+        );
+        assert!(parse(&["--vgic", "old"]).unwrap_err().contains("--vgic"));
+        assert!(parse(&["--vgic"]).unwrap_err().contains("needs a value"));
     }
 }

@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use crate::scenario::Gic;
 use crate::util::{self, Result};
 use crate::{bench, build, qemu};
+use tessel_config::VgicModel;
 
 /// Where QEMU's `virt` board starts RAM. QEMU's own boot stub runs from
 /// its first page, then jumps to the loaded Image's first instruction.
@@ -278,11 +279,11 @@ fn nm(elf: &Path) -> Result<String> {
 }
 
 /// Runs the traced benchmark boot and prints the profile.
-pub fn run(gic: Gic) -> Result<bool> {
+pub fn run(gic: Gic, vgic: VgicModel) -> Result<bool> {
     let images = build::all()?;
     let dir = util::artifacts().join("bench");
     util::mkdir(&dir)?;
-    let sc = bench::tessel_scenario(gic, &images.test_guest, &dir)?;
+    let sc = bench::tessel_scenario(gic, vgic, &images.test_guest, &dir)?;
     let dtb = qemu::make_dtb(&sc)?;
     let syms = Symbols::parse(&nm(&build::hypervisor_elf())?);
     let mut cmd = qemu::command(&sc, &images.hypervisor, &dtb);
@@ -290,7 +291,11 @@ pub fn run(gic: Gic) -> Result<bool> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    eprintln!("profile: tracing {} (takes about a minute)", sc.name);
+    eprintln!(
+        "profile: tracing {} ({} vGIC model; takes about a minute)",
+        sc.name,
+        bench::model_name(vgic)
+    );
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let console = child.stdout.take().ok_or("no QEMU stdout")?;
     let console = std::thread::spawn(move || {
@@ -318,7 +323,14 @@ pub fn run(gic: Gic) -> Result<bool> {
     let log = dir.join(format!("{}-profile.log", sc.name));
     util::write(&log, &console)?;
     let table = table?;
-    let report = bench::parse(&console).map_err(|e| format!("{e} (log {})", log.display()))?;
+    let report = bench::check_expected(&sc, &console)
+        .and_then(|()| bench::parse(&console))
+        .map_err(|e| format!("{e} (log {})", log.display()))?;
+    println!(
+        "Tessel, {} vGIC model, GIC{}\n",
+        bench::model_name(vgic),
+        gic.qemu_name()
+    );
     println!("{table}");
     for (op, o) in &report.ops {
         println!("{op}: {:.2} counter ticks per operation", o.mean());
