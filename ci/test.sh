@@ -12,8 +12,10 @@ step "rustfmt"
 cargo fmt --all -- --check
 step "clippy (host crates)"
 cargo clippy --all-targets -- -D warnings
+cargo clippy -p tessel-vgic -p tessel-builder --no-default-features --all-targets -- -D warnings
 step "clippy (EL2 binary)"
 cargo clippy -p tessel-hypervisor --target aarch64-unknown-none-softfloat -- -D warnings
+cargo clippy -p tessel-hypervisor --target aarch64-unknown-none-softfloat --features vgic-per-irq -- -D warnings
 step "clippy (test guest)"
 cargo clippy -p tessel-test-guest --target aarch64-unknown-none -- -D warnings
 step "tests: cargo xtask test"

@@ -190,8 +190,10 @@ pub struct Results {
     pub tessel: Outcome,
     /// Xen run.
     pub xen: Outcome,
-    /// Size of `target/tessel.bin`, bytes.
+    /// Size of `target/tessel.bin` (default features), bytes.
     pub tessel_size: u64,
+    /// Size of `target/tessel-full.bin` (every optional feature), bytes.
+    pub tessel_full_size: u64,
     /// Size of Xen's image, bytes.
     pub xen_size: u64,
     /// The vGIC model of Tessel's domain.
@@ -258,6 +260,17 @@ pub fn table(r: &Results) -> String {
         [None, Some(r.tessel_size as f64), Some(r.xen_size as f64)],
         0,
         Some(0.2),
+    );
+    row(
+        &mut s,
+        "image with the per-IRQ vGIC too (bytes)",
+        [
+            None,
+            Some(r.tessel_full_size as f64),
+            Some(r.xen_size as f64),
+        ],
+        0,
+        None,
     );
     let mut notes = String::new();
     for (label, o) in [
@@ -421,6 +434,7 @@ fn scenario(hyp: Hyp, gic: Gic, vgic: VgicModel, guest: &Path, partial: &Path) -
         expect_refused: vec![],
         host_dts,
         qemu_args: vec!["-icount".into(), ICOUNT.into()],
+        full_image: per_irq,
     })
 }
 
@@ -451,7 +465,11 @@ pub fn check_expected(sc: &Scenario, output: &str) -> Result<()> {
 /// Boots `image` under `sc` and reads the guest's report from the log.
 fn run_hypervisor(sc: &Scenario, image: &Path, dir: &Path) -> Outcome {
     let dtb = qemu::make_dtb(sc)?;
-    if image.ends_with("tessel.bin") {
+    let is_tessel = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("tessel"));
+    if is_tessel {
         sc.preflight(&util::read(&dtb)?)
             .map_err(|e| format!("pre-flight: {e}"))?;
     }
@@ -496,13 +514,19 @@ pub fn run(gic: Gic, vgic: VgicModel) -> Result<bool> {
     util::mkdir(&dir)?;
     let Images {
         hypervisor,
+        hypervisor_full,
         test_guest,
     } = build::all()?;
+    // The default image has the classic model only.
+    let tessel_image = match vgic {
+        VgicModel::Classic => &hypervisor,
+        VgicModel::PerIrq => &hypervisor_full,
+    };
     let (xen, xen_version) = fetch_xen(&dir.join("xen"))?;
     let partial = dir.join("passthrough.dtb");
     let native = run_native(gic, &test_guest, &dir);
     let tessel = tessel_scenario(gic, vgic, &test_guest, &dir)
-        .and_then(|sc| run_hypervisor(&sc, &hypervisor, &dir));
+        .and_then(|sc| run_hypervisor(&sc, tessel_image, &dir));
     let xen_run = scenario(Hyp::Xen, gic, vgic, &test_guest, &partial)
         .and_then(|sc| run_hypervisor(&sc, &xen, &dir));
     let results = Results {
@@ -510,15 +534,17 @@ pub fn run(gic: Gic, vgic: VgicModel) -> Result<bool> {
         tessel,
         xen: xen_run,
         tessel_size: file_size(&hypervisor)?,
+        tessel_full_size: file_size(&hypervisor_full)?,
         xen_size: file_size(&xen)?,
         vgic,
     };
     let qemu_version = util::run(Command::new("qemu-system-aarch64").arg("--version"))?;
     let mut text = format!(
-        "QEMU: {}\nmachine: virt, gic-version={}, -cpu {CPU} -smp 1 -m {RAM_MIB}M -icount {ICOUNT}\nTessel: {} vGIC model\nXen: {}\n\n",
+        "QEMU: {}\nmachine: virt, gic-version={}, -cpu {CPU} -smp 1 -m {RAM_MIB}M -icount {ICOUNT}\nTessel: {} vGIC model ({})\nXen: {}\n\n",
         qemu_version.lines().next().unwrap_or("?"),
         gic.qemu_name(),
         model_name(vgic),
+        tessel_image.display(),
         if xen_version.is_empty() {
             XEN_PACKAGE
         } else {
@@ -664,6 +690,7 @@ mod tests {
             tessel: Ok(tessel),
             xen: Ok(xen),
             tessel_size: 100,
+            tessel_full_size: 120,
             xen_size: 1000,
             vgic: VgicModel::PerIrq,
         });
@@ -681,6 +708,9 @@ mod tests {
         );
         assert!(t.contains(
             "| image size (bytes; not ticks) | n/a | 100 | 1000 | 0.10 | yes (<= 0.2) |"
+        ));
+        assert!(t.contains(
+            "| image with the per-IRQ vGIC too (bytes) | n/a | 120 | 1000 | 0.12 | no target |"
         ));
         assert!(t.contains("- native: no results: QEMU failed"));
         assert!(t.contains("- Xen: `spi` not measured: no tessel-bench-gpio=0xADDR,INTID"));

@@ -16,8 +16,12 @@ const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
 
 /// Paths of the built images.
 pub struct Images {
-    /// The hypervisor raw image (`target/tessel.bin`).
+    /// The hypervisor raw image (`target/tessel.bin`), default features:
+    /// the classic vGIC model only.
     pub hypervisor: PathBuf,
+    /// The hypervisor with every optional feature (`target/tessel-full.bin`):
+    /// also the per-IRQ vGIC model.
+    pub hypervisor_full: PathBuf,
     /// The test guest raw image (`target/test-guest.bin`).
     pub test_guest: PathBuf,
 }
@@ -70,10 +74,18 @@ pub fn check_image_header(image: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cargo_build(package: &str, target: &str, extra_env: &[(&str, &str)]) -> Result<()> {
+fn cargo_build(
+    package: &str,
+    target: &str,
+    features: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(util::root())
         .args(["build", "--release", "-p", package, "--target", target]);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -90,19 +102,51 @@ fn to_binary(elf: &Path, out: &Path) -> Result<()> {
     check_image_header(out)
 }
 
-/// The hypervisor ELF (with symbols) that `target/tessel.bin` comes from.
-pub fn hypervisor_elf() -> PathBuf {
-    util::cargo_target_dir()
-        .join(HYP_TARGET)
-        .join("release/tessel")
+/// Which build of the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Default features (`target/tessel.bin`): what the README's demo
+    /// boots and what the image-size figure measures.
+    Default,
+    /// Every optional feature (`target/tessel-full.bin`): the per-IRQ vGIC
+    /// model too.
+    Full,
 }
 
-/// Builds the hypervisor only.
-pub fn hypervisor() -> Result<PathBuf> {
-    cargo_build("tessel-hypervisor", HYP_TARGET, &[])?;
-    let elf = hypervisor_elf();
-    let out = util::artifacts().join("tessel.bin");
+impl Flavour {
+    fn stem(self) -> &'static str {
+        match self {
+            Self::Default => "tessel",
+            Self::Full => "tessel-full",
+        }
+    }
+
+    fn features(self) -> &'static [&'static str] {
+        match self {
+            Self::Default => &[],
+            Self::Full => &["vgic-per-irq"],
+        }
+    }
+}
+
+/// The hypervisor ELF (with symbols) that `target/<stem>.bin` comes from,
+/// kept beside it (`target/<stem>.elf`): both flavours link to the same
+/// cargo output path.
+pub fn hypervisor_elf(flavour: Flavour) -> PathBuf {
+    util::artifacts().join(format!("{}.elf", flavour.stem()))
+}
+
+/// Builds one flavour of the hypervisor.
+pub fn hypervisor(flavour: Flavour) -> Result<PathBuf> {
+    cargo_build("tessel-hypervisor", HYP_TARGET, flavour.features(), &[])?;
+    let built = util::cargo_target_dir()
+        .join(HYP_TARGET)
+        .join("release/tessel");
     util::mkdir(&util::artifacts())?;
+    let elf = hypervisor_elf(flavour);
+    std::fs::copy(&built, &elf)
+        .map_err(|e| format!("copy {} to {}: {e}", built.display(), elf.display()))?;
+    let out = util::artifacts().join(format!("{}.bin", flavour.stem()));
     to_binary(&elf, &out)?;
     Ok(out)
 }
@@ -119,6 +163,7 @@ pub fn test_guest() -> Result<PathBuf> {
     cargo_build(
         "tessel-test-guest",
         GUEST_TARGET,
+        &[],
         &[(
             "CARGO_TARGET_AARCH64_UNKNOWN_NONE_RUSTFLAGS",
             "-C relocation-model=pie -C target-feature=+strict-align",
@@ -135,15 +180,33 @@ pub fn test_guest() -> Result<PathBuf> {
 
 /// Builds everything.
 pub fn all() -> Result<Images> {
-    let hypervisor = hypervisor()?;
+    images(true)
+}
+
+/// Builds the default hypervisor and the test guest, and the full
+/// hypervisor too if `full` (else `hypervisor_full` names whatever an
+/// earlier build left there: only scenarios that need it read it).
+pub fn images(full: bool) -> Result<Images> {
+    let hypervisor_full = if full {
+        hypervisor(Flavour::Full)?
+    } else {
+        util::artifacts().join("tessel-full.bin")
+    };
+    let hypervisor = hypervisor(Flavour::Default)?;
     let test_guest = test_guest()?;
     println!(
-        "built {} and {}",
+        "built {}{} and {}",
         hypervisor.display(),
+        if full {
+            format!(", {}", hypervisor_full.display())
+        } else {
+            String::new()
+        },
         test_guest.display()
     );
     Ok(Images {
         hypervisor,
+        hypervisor_full,
         test_guest,
     })
 }

@@ -332,6 +332,7 @@ fn boot(
             "-device".into(),
             "virtio-blk-device,drive=d0".into(),
         ],
+        full_image: false,
     };
     Ok(LinuxBoot { sc, refusals })
 }

@@ -285,8 +285,13 @@ pub fn run(gic: Gic, vgic: VgicModel) -> Result<bool> {
     util::mkdir(&dir)?;
     let sc = bench::tessel_scenario(gic, vgic, &images.test_guest, &dir)?;
     let dtb = qemu::make_dtb(&sc)?;
-    let syms = Symbols::parse(&nm(&build::hypervisor_elf())?);
-    let mut cmd = qemu::command(&sc, &images.hypervisor, &dtb);
+    // The default image has the classic model only.
+    let (flavour, image) = match vgic {
+        VgicModel::Classic => (build::Flavour::Default, &images.hypervisor),
+        VgicModel::PerIrq => (build::Flavour::Full, &images.hypervisor_full),
+    };
+    let syms = Symbols::parse(&nm(&build::hypervisor_elf(flavour))?);
+    let mut cmd = qemu::command(&sc, image, &dtb);
     cmd.args(["-singlestep", "-d", "exec,nochain", "-D", "/dev/stderr"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

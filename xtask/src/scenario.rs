@@ -104,6 +104,9 @@ pub struct Scenario {
     pub host_dts: String,
     /// Extra QEMU arguments for the real run (drives, devices).
     pub qemu_args: Vec<String>,
+    /// Runs on `target/tessel-full.bin` (every optional feature, e.g. the
+    /// per-IRQ vGIC model) instead of the default `target/tessel.bin`.
+    pub full_image: bool,
 }
 
 /// `reg`-style pair of 2-cell values.
@@ -274,6 +277,7 @@ mod tests {
             expect_refused: vec![],
             host_dts: String::new(),
             qemu_args: vec![],
+            full_image: false,
         };
         let dts = sc.chosen_dts();
         assert!(dts.contains("dom1 {"));

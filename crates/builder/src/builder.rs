@@ -179,6 +179,29 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         r
     }
 
+    /// The domain's vGIC model: its own `tessel,vgic-model`, else the
+    /// boot-wide `vgic=`, else [`Model::default`]. A model this build lacks
+    /// refuses the domain when the domain names it, and gives the classic
+    /// model when only `vgic=` does (the flag is then true, and the boot
+    /// report says so): one boot argument should not refuse every domain.
+    fn vgic_model(&self, cfg: &DomainConfig) -> Result<(Model, bool), Box<BuildError>> {
+        let model = |m| match m {
+            VgicModel::Classic => Model::Classic,
+            VgicModel::PerIrq => Model::PerIrq,
+        };
+        match (cfg.vgic_model.map(model), self.boot.vgic_model.map(model)) {
+            (Some(m), _) if !m.is_built() => Err(BuildError::new(
+                &cfg.name,
+                Some("tessel,vgic-model"),
+                K::VgicModelNotBuilt,
+            )),
+            (Some(m), _) => Ok((m, false)),
+            (None, Some(m)) if !m.is_built() => Ok((Model::Classic, true)),
+            (None, Some(m)) => Ok((m, false)),
+            (None, None) => Ok((Model::default(), false)),
+        }
+    }
+
     fn try_plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let name = cfg.name.as_str();
         let err = |property, kind| BuildError::new(name, property, kind);
@@ -192,6 +215,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         };
         let request = CreateDomainRequest::from_builder(flags(cfg), cfg.cpus);
         request.validate(&caps).map_err(|e| flags_error(name, e))?;
+        let (model, default_unavailable) = self.vgic_model(cfg)?;
 
         // pCPUs: one per vCPU, never shared.
         let vcpu_pcpu = pin(&self.free, cfg.cpus, &cfg.vcpu_affinity).map_err(|e| match e {
@@ -230,11 +254,8 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         request.validate(&caps).map_err(|e| flags_error(name, e))?;
 
         let vgic = VgicPlan {
-            model: match cfg.vgic_model.or(self.boot.vgic_model) {
-                Some(VgicModel::Classic) => Model::Classic,
-                Some(VgicModel::PerIrq) => Model::PerIrq,
-                None => Model::default(),
-            },
+            model,
+            default_unavailable,
             config: vgic_config,
             hw_irqs,
         };

@@ -164,6 +164,9 @@ pub enum BuildErrorKind {
     VgicConfig(tessel_vgic::ConfigError),
     /// The vGIC refused a set-up step (hardware interrupt mapping).
     Vgic(tessel_vgic::VgicError),
+    /// The domain asks for the per-IRQ vGIC model, which this build of the
+    /// hypervisor leaves out (its `vgic-per-irq` feature).
+    VgicModelNotBuilt,
     /// A passthrough device could not be assigned.
     Passthrough(Box<tessel_passthrough::AssignError>),
     /// Two stage-2 mappings of the domain overlap in guest space.
@@ -247,6 +250,10 @@ impl fmt::Display for BuildErrorKind {
             Self::HostGicFrame { frame } => write!(f, "the host GICv2 has no {frame} frame"),
             Self::VgicConfig(e) => write!(f, "vGIC: {e}"),
             Self::Vgic(e) => write!(f, "vGIC: {e}"),
+            Self::VgicModelNotBuilt => f.write_str(
+                "the per-IRQ vGIC model is not built into this hypervisor \
+                 (build feature vgic-per-irq)",
+            ),
             Self::Passthrough(e) => write!(f, "{e}"),
             Self::MappingOverlap { first, second } => write!(
                 f,

@@ -103,6 +103,9 @@ pub struct HwIrq {
 pub struct VgicPlan {
     /// State model.
     pub model: Model,
+    /// `vgic=` in `xen,xen-bootargs` named a model this build lacks, so
+    /// the domain (which names none itself) got the classic one.
+    pub default_unavailable: bool,
     /// Validated configuration (`nr_spis` rounded up).
     pub config: VgicConfig,
     /// Interrupts backed by physical ones: the virtual timer PPI of every
@@ -243,10 +246,15 @@ impl DomainPlan<'_> {
             line(format_args!("vGICv{v} {what} at {}", r.range));
         }
         line(format_args!(
-            "vGIC model: {}",
+            "vGIC model: {}{}",
             match self.vgic.model {
                 Model::Classic => "classic",
                 Model::PerIrq => "per-IRQ",
+            },
+            if self.vgic.default_unavailable {
+                " (vgic= names the per-IRQ model, which this build lacks)"
+            } else {
+                ""
             }
         ));
         line(format_args!(

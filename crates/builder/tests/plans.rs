@@ -354,6 +354,7 @@ fn plans_are_deterministic() {
     assert_eq!(plans(&b, &h, &m), plans(&b, &h, &m));
 }
 
+#[cfg(feature = "vgic-per-irq")]
 #[test]
 fn vgic_model_follows_domain_then_command_line_then_default() {
     use tessel_config::VgicModel;
@@ -387,6 +388,58 @@ fn vgic_model_follows_domain_then_command_line_then_default() {
             .report_lines()
             .contains(&"vGIC model: per-IRQ".to_string())
     );
+}
+
+/// Built without the per-IRQ model (as the default hypervisor image is): a
+/// domain naming it is refused at `tessel,vgic-model` and gives everything
+/// back, the others are planned; `vgic=new` alone falls back to the classic
+/// model and the report says why.
+#[cfg(not(feature = "vgic-per-irq"))]
+#[test]
+fn per_irq_model_absent_refuses_only_the_domain_that_names_it() {
+    use tessel_config::VgicModel;
+    use tessel_vgic::Model;
+    let (mut b, h, m) = (boot("gicv2-plan"), host(4), gicv2_modules());
+    let baseline = plans(&b, &h, &m);
+    let planned = |o: &[Result<DomainPlan<'_>, Box<BuildError>>]| -> Vec<usize> {
+        (0..o.len()).filter(|&i| o[i].is_ok()).collect()
+    };
+    let all_ok = planned(&baseline);
+    assert!(all_ok.len() >= 2 && all_ok[0] == 0, "{all_ok:?}");
+
+    if let Ok(d) = b.domains[0].as_mut() {
+        d.vgic_model = Some(VgicModel::PerIrq);
+    }
+    let o = plans(&b, &h, &m);
+    let e = err(&o, 0);
+    assert_eq!(e.property, Some("tessel,vgic-model"));
+    assert!(
+        e.to_string()
+            .contains("per-IRQ vGIC model is not built into this hypervisor"),
+        "{e}"
+    );
+    assert_eq!(planned(&o), all_ok[1..]);
+    for &i in &all_ok[1..] {
+        assert_eq!(ok(&o, i).vgic.model, Model::Classic);
+    }
+
+    b.vgic_model = Some(VgicModel::PerIrq);
+    if let Ok(d) = b.domains[0].as_mut() {
+        d.vgic_model = None;
+    }
+    let o = plans(&b, &h, &m);
+    assert_eq!(planned(&o), all_ok);
+    for &i in &all_ok {
+        let p = ok(&o, i);
+        assert_eq!(p.vgic.model, Model::Classic);
+        assert!(p.vgic.default_unavailable);
+        assert!(
+            p.report_lines().contains(
+                &"vGIC model: classic (vgic= names the per-IRQ model, which this build lacks)"
+                    .to_string()
+            )
+        );
+    }
 }
 
 // ------------------------------------------------------------ GICv3

@@ -1114,6 +1114,7 @@ mod tests {
     use super::*;
     use crate::VgicLayout;
     use crate::classic::Classic;
+    #[cfg(feature = "per-irq")]
     use crate::perirq::PerIrq;
     use proptest::prelude::*;
 
@@ -1175,8 +1176,11 @@ mod tests {
     fn delivery_takes_direct_path_all() {
         delivery_takes_direct_path::<Classic>(GicVersion::V3);
         delivery_takes_direct_path::<Classic>(GicVersion::V2);
-        delivery_takes_direct_path::<PerIrq>(GicVersion::V3);
-        delivery_takes_direct_path::<PerIrq>(GicVersion::V2);
+        #[cfg(feature = "per-irq")]
+        {
+            delivery_takes_direct_path::<PerIrq>(GicVersion::V3);
+            delivery_takes_direct_path::<PerIrq>(GicVersion::V2);
+        }
     }
 
     /// Random interrupt views, most of them in (or one status bit away

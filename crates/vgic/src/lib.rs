@@ -17,11 +17,14 @@
 //!   once and reach the backend through a trait object. Two backends exist:
 //!   [`classic`] (rank-based configuration, per-vCPU inflight list kept in
 //!   priority order, an `lr_pending` overflow queue; modelled on Xen's
-//!   `vgic.c`) and [`perirq`] (one structure per INTID and a per-vCPU
+//!   `vgic.c`) and `perirq` (one structure per INTID and a per-vCPU
 //!   active/pending list sorted at flush time; modelled on Xen's `vgic/` and
 //!   KVM). Unlike Xen's new vGIC, both support GICv2 *and* GICv3.
 //! * [`Vgic`] wraps either model behind [`Model`] so a domain builder picks
-//!   one per domain. The `perirq-default` cargo feature flips
+//!   one per domain. The per-IRQ model is the `per-irq` cargo feature (on
+//!   by default); without it [`Vgic::new`] refuses [`Model::PerIrq`] with
+//!   [`VgicError::ModelNotBuilt`], as Xen built without `CONFIG_NEW_VGIC`
+//!   has only its classic vGIC. The `perirq-default` cargo feature flips
 //!   [`Model::default`].
 //! * The binary implements [`lr::ListRegisters`] on real `ICH_LR<n>_EL2`
 //!   (GICv3) or `GICH_LR<n>` (GICv2) registers using the pure encoders in
@@ -93,6 +96,7 @@ pub mod classic;
 pub mod config;
 mod emu;
 pub mod lr;
+#[cfg(feature = "per-irq")]
 pub mod perirq;
 pub mod regs;
 pub mod state;
@@ -209,8 +213,20 @@ pub enum SgiRegister {
 pub enum Model {
     /// Rank-based, Xen `vgic.c`-like ([`classic`]).
     Classic,
-    /// Per-IRQ structures, Xen `vgic/`/KVM-like ([`perirq`]).
+    /// Per-IRQ structures, Xen `vgic/`/KVM-like (the `perirq` module,
+    /// present with the `per-irq` cargo feature).
     PerIrq,
+}
+
+impl Model {
+    /// Whether this build includes the model: [`Model::Classic`] always,
+    /// [`Model::PerIrq`] with the `per-irq` cargo feature.
+    pub const fn is_built(self) -> bool {
+        match self {
+            Self::Classic => true,
+            Self::PerIrq => cfg!(feature = "per-irq"),
+        }
+    }
 }
 
 impl Default for Model {
@@ -260,6 +276,12 @@ pub enum VgicError {
     },
     /// A bad [`VgicConfig`]; the message names the field at fault.
     Config(ConfigError),
+    /// The model asked for is not compiled into this build (see
+    /// [`Model::is_built`]).
+    ModelNotBuilt {
+        /// The model asked for.
+        model: Model,
+    },
 }
 
 /// What is wrong with a [`VgicConfig`] or host GIC description.
@@ -368,6 +390,14 @@ impl fmt::Display for VgicError {
                 size.bytes()
             ),
             Self::Config(c) => c.fmt(f),
+            Self::ModelNotBuilt { model } => write!(
+                f,
+                "vGIC: the {} model is not compiled into this build",
+                match model {
+                    Model::Classic => "classic",
+                    Model::PerIrq => "per-IRQ",
+                }
+            ),
         }
     }
 }
@@ -523,15 +553,21 @@ pub enum Vgic {
     /// The classic model.
     Classic(classic::ClassicVgic),
     /// The per-IRQ model.
+    #[cfg(feature = "per-irq")]
     PerIrq(perirq::PerIrqVgic),
 }
 
 impl Vgic {
     /// Builds a vGIC of the given model from a validated configuration.
+    /// A model this build lacks ([`Model::is_built`]) is
+    /// [`VgicError::ModelNotBuilt`].
     pub fn new(model: Model, config: VgicConfig) -> Result<Self, VgicError> {
         Ok(match model {
             Model::Classic => Self::Classic(Emulator::new(config)?),
+            #[cfg(feature = "per-irq")]
             Model::PerIrq => Self::PerIrq(Emulator::new(config)?),
+            #[cfg(not(feature = "per-irq"))]
+            Model::PerIrq => return Err(VgicError::ModelNotBuilt { model }),
         })
     }
 
@@ -539,6 +575,7 @@ impl Vgic {
     pub fn model(&self) -> Model {
         match self {
             Self::Classic(_) => Model::Classic,
+            #[cfg(feature = "per-irq")]
             Self::PerIrq(_) => Model::PerIrq,
         }
     }
@@ -554,6 +591,7 @@ macro_rules! dispatch {
     ($self:ident, $v:ident => $e:expr) => {
         match $self {
             Vgic::Classic($v) => $e,
+            #[cfg(feature = "per-irq")]
             Vgic::PerIrq($v) => $e,
         }
     };
@@ -668,5 +706,48 @@ impl VirtualGic for Vgic {
     }
     fn state_digest(&self) -> u64 {
         self.regs_ref().digest()
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::*;
+
+    /// A build without the `per-irq` feature refuses the per-IRQ model
+    /// with its own error instead of handing out the classic one; a build
+    /// with it makes one. The classic model is always there.
+    #[test]
+    fn per_irq_model_only_when_built() {
+        let cfg = || {
+            VgicConfig::new(
+                GicVersion::V3,
+                VgicLayout::xen_virtual(GicVersion::V3, 1),
+                1,
+                32,
+            )
+        };
+        assert!(Model::Classic.is_built());
+        assert_eq!(
+            Vgic::new(Model::Classic, cfg()).unwrap().model(),
+            Model::Classic
+        );
+        let per_irq = Vgic::new(Model::PerIrq, cfg());
+        if cfg!(feature = "per-irq") {
+            assert!(Model::PerIrq.is_built());
+            assert_eq!(per_irq.unwrap().model(), Model::PerIrq);
+        } else {
+            assert!(!Model::PerIrq.is_built());
+            let e = per_irq.unwrap_err();
+            assert_eq!(
+                e,
+                VgicError::ModelNotBuilt {
+                    model: Model::PerIrq
+                }
+            );
+            assert_eq!(
+                e.to_string(),
+                "vGIC: the per-IRQ model is not compiled into this build"
+            );
+        }
     }
 }

@@ -222,7 +222,8 @@ pub trait Update: FnOnce(&IrqView) -> Dynamic {}
 impl<F: FnOnce(&IrqView) -> Dynamic> Update for F {}
 
 /// Storage and delivery order of interrupt state; implemented by
-/// [`crate::classic::Classic`] and [`crate::perirq::PerIrq`].
+/// [`crate::classic::Classic`] and `crate::perirq::PerIrq` (with the
+/// `per-irq` feature).
 ///
 /// INTIDs passed in are already validated by the caller: `intid < 32 +
 /// nr_spis`, `vcpu < nr_vcpus`. Implementations must nevertheless not
@@ -361,6 +362,7 @@ pub trait Backend: Clone + core::fmt::Debug {
 
 /// Delivery order key shared by the models: active first, then priority,
 /// then INTID.
+#[cfg(feature = "per-irq")]
 pub(crate) fn order_key(st: &IrqState, intid: u32) -> (bool, u8, u32) {
     (!st.active, st.priority, intid)
 }
