@@ -553,6 +553,39 @@ fn hw_mapped(model: Model, version: GicVersion) {
     assert!(!is_pending(&mut g, V0, 48) && !is_active(&mut g, V0, 48));
 }
 
+/// A hardware-mapped level interrupt whose line stays high after the guest
+/// deactivated it is not pending again in the vGIC: the physical GIC owns
+/// that level and fires again if the device still asserts it. Only a new
+/// rising edge of the line latches it once more.
+fn hw_level_line_does_not_repend(model: Model, version: GicVersion) {
+    let mut g = make(model, version, 1, 64);
+    let mut lrs = FakeLrs::new(4);
+    enable_dist(&mut g);
+    g.map_hw(V0, 48, 48).unwrap();
+    enable(&mut g, V0, 48);
+    g.set_line(V0, 48, true).unwrap();
+    g.flush(V0, &mut lrs).unwrap();
+    assert_eq!(lrs.intids(), [48]);
+    assert_eq!(lrs.valid()[0].hw, Some(48));
+    assert_eq!(lrs.ack(), Some(48));
+    lrs.eoi(48);
+    // The line is still high.
+    g.sync(V0, &mut lrs).unwrap();
+    assert!(!is_pending(&mut g, V0, 48) && !is_active(&mut g, V0, 48));
+    assert!(!g.has_deliverable(V0));
+    g.flush(V0, &mut lrs).unwrap();
+    assert!(lrs.valid().is_empty(), "re-delivered: {:?}", lrs.valid());
+    // Still high: no new edge, nothing latched.
+    g.set_line(V0, 48, true).unwrap();
+    assert!(!g.has_deliverable(V0));
+    // Low, then high again: delivered once more.
+    g.set_line(V0, 48, false).unwrap();
+    g.set_line(V0, 48, true).unwrap();
+    g.sync(V0, &mut lrs).unwrap();
+    g.flush(V0, &mut lrs).unwrap();
+    assert_eq!(lrs.intids(), [48]);
+}
+
 fn config_registers(model: Model, version: GicVersion) {
     let mut g = make(model, version, 1, 32);
     // SGIs are edge and read-only.
@@ -627,6 +660,7 @@ macro_rules! for_all {
 }
 
 for_all!(
+    hw_level_line_does_not_repend,
     typer_iidr_pidr2,
     ctlr_roundtrip,
     access_widths,
