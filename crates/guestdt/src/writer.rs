@@ -112,10 +112,18 @@ impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
         for c in self.0.chars() {
-            if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
-                f.write_char(c)?;
-            } else {
-                write!(f, "{}", c.escape_default())?;
+            // The escapes of `char::escape_default`, without its iterator.
+            match c {
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '"' | '\\' => {
+                    f.write_char('\\')?;
+                    f.write_char(c)?;
+                }
+                ' ' => f.write_char(c)?,
+                _ if c.is_ascii_graphic() => f.write_char(c)?,
+                _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
             }
         }
         f.write_char('"')
@@ -475,6 +483,18 @@ mod tests {
             FdtError::InvalidPropertyName(String::from("x@1")).to_string(),
             "invalid property name \"x@1\""
         );
+    }
+
+    #[test]
+    fn quoting_matches_escape_default() {
+        for c in (0..0x3000).filter_map(char::from_u32) {
+            let want = if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
+                alloc::format!("\"{c}\"")
+            } else {
+                alloc::format!("\"{}\"", c.escape_default())
+            };
+            assert_eq!(Quoted(c.encode_utf8(&mut [0; 4])).to_string(), want);
+        }
     }
 
     #[test]
