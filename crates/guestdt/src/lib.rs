@@ -71,8 +71,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use tessel_addr::{Address, GuestPhysAddr, GuestRange};
+use tessel_config::fdt::NodeId;
 
-pub use reader::{Node, PartialDt, PartialDtError, Prop};
+pub use reader::{PartialDtError, parse_partial};
+pub use tessel_config::fdt::DeviceTree;
 pub use writer::{FdtError, FdtWriter};
 
 /// Largest guest DTB Tessel generates (Xen's cap, and the largest DTB the
@@ -401,60 +403,44 @@ const CONSUMED_PASSTHROUGH_PROPS: [&str; 3] =
     ["xen,reg", "xen,path", "xen,force-assign-without-iommu"];
 
 /// The parts of a partial DT that reach the guest.
-struct PartialParts<'p, 'a> {
+struct PartialParts<'p> {
+    dt: &'p DeviceTree,
     gic_phandle: Option<u32>,
-    aliases: Option<&'p Node<'a>>,
-    passthrough: Option<&'p Node<'a>>,
+    aliases: Option<NodeId>,
+    passthrough: Option<NodeId>,
 }
 
-fn collect_phandles(
-    node: &Node<'_>,
-    path: &str,
-    max_check: bool,
-    seen: &mut Vec<u32>,
-    dup_check: bool,
-) -> Result<(), PartialDtError> {
-    if let Some(ph) = node.phandle(path)? {
-        if max_check && (ph == 0 || ph >= GUEST_PHANDLE_GIC) {
-            return Err(PartialDtError::ReservedPhandle {
-                node: String::from(path),
-                phandle: ph,
-            });
-        }
-        if dup_check && !insert_new(seen, ph) {
-            return Err(PartialDtError::DuplicatePhandle {
-                node: String::from(path),
-                phandle: ph,
-            });
-        }
+/// The one-cell property `prop` of `id`, if present.
+fn cell(dt: &DeviceTree, id: NodeId, prop: &str) -> Result<Option<u32>, PartialDtError> {
+    match dt.prop(id, prop) {
+        None => Ok(None),
+        Some(&[a, b, c, d]) => Ok(Some(u32::from_be_bytes([a, b, c, d]))),
+        Some(_) => Err(PartialDtError::BadPhandleProperty(dt.path(id))),
     }
-    for c in &node.children {
-        let child_path = join_path(path, c.name);
-        collect_phandles(c, &child_path, max_check, seen, dup_check)?;
-    }
-    Ok(())
 }
 
-fn check_interrupt_parents(
-    node: &Node<'_>,
-    path: &str,
-    known: &[u32],
-) -> Result<(), PartialDtError> {
-    if let Some(p) = node.prop("interrupt-parent") {
-        let ph = <[u8; 4]>::try_from(p.value)
-            .map(u32::from_be_bytes)
-            .map_err(|_| PartialDtError::BadPhandleProperty(String::from(path)))?;
-        if !known.contains(&ph) {
-            return Err(PartialDtError::DanglingInterruptParent {
-                node: String::from(path),
-                phandle: ph,
-            });
+/// The node's phandle (`phandle`, else `linux,phandle`), if it has one.
+fn phandle(dt: &DeviceTree, id: NodeId) -> Result<Option<u32>, PartialDtError> {
+    let prop = if dt.prop(id, "phandle").is_some() {
+        "phandle"
+    } else {
+        "linux,phandle"
+    };
+    cell(dt, id, prop)
+}
+
+/// The nodes of the subtree at `top`, `top` first, in blob (depth-first) order.
+fn subtree(dt: &DeviceTree, top: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+    dt.nodes().filter(move |&id| {
+        let mut cur = Some(id);
+        while let Some(c) = cur {
+            if c == top {
+                return true;
+            }
+            cur = dt.node(c).parent;
         }
-    }
-    for c in &node.children {
-        check_interrupt_parents(c, &join_path(path, c.name), known)?;
-    }
-    Ok(())
+        false
+    })
 }
 
 /// Adds `v` to the set `set` (a short list); false if it was there.
@@ -466,24 +452,23 @@ fn insert_new<T: PartialEq>(set: &mut Vec<T>, v: T) -> bool {
     true
 }
 
-fn join_path(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
-fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>, PartialDtError> {
+fn analyse_partial(dt: &DeviceTree) -> Result<PartialParts<'_>, PartialDtError> {
     // Every phandle in the whole partial DT must stay below the reserved range.
-    let mut all = Vec::new();
-    collect_phandles(&dt.root, "/", true, &mut all, false)?;
-
-    let gic = dt.root.child("gic");
-    let aliases = dt.root.child("aliases");
-    let passthrough = dt.root.child("passthrough");
-    let gic_phandle = match gic {
-        Some(g) => g.phandle("/gic")?,
+    for id in dt.nodes() {
+        if let Some(ph) = phandle(dt, id)?
+            && (ph == 0 || ph >= GUEST_PHANDLE_GIC)
+        {
+            return Err(PartialDtError::ReservedPhandle {
+                node: dt.path(id),
+                phandle: ph,
+            });
+        }
+    }
+    let top = |name: &str| dt.children(dt.root()).find(|&c| dt.node(c).name == name);
+    let aliases = top("aliases");
+    let passthrough = top("passthrough");
+    let gic_phandle = match top("gic") {
+        Some(g) => phandle(dt, g)?,
         None => None,
     };
     // Phandles that will exist in the guest must be unique.
@@ -491,36 +476,62 @@ fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>
     if let Some(ph) = gic_phandle {
         copied.push(ph);
     }
-    for (node, path) in [(aliases, "/aliases"), (passthrough, "/passthrough")] {
-        if let Some(n) = node {
-            collect_phandles(n, path, false, &mut copied, true)?;
+    for n in [aliases, passthrough].into_iter().flatten() {
+        for id in subtree(dt, n) {
+            if let Some(ph) = phandle(dt, id)?
+                && !insert_new(&mut copied, ph)
+            {
+                return Err(PartialDtError::DuplicatePhandle {
+                    node: dt.path(id),
+                    phandle: ph,
+                });
+            }
         }
     }
     // interrupt-parent inside /passthrough must reach a node the guest has.
     let mut known = copied;
     insert_new(&mut known, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
     if let Some(p) = passthrough {
-        check_interrupt_parents(p, "/passthrough", &known)?;
+        for id in subtree(dt, p) {
+            if let Some(ph) = cell(dt, id, "interrupt-parent")?
+                && !known.contains(&ph)
+            {
+                return Err(PartialDtError::DanglingInterruptParent {
+                    node: dt.path(id),
+                    phandle: ph,
+                });
+            }
+        }
     }
     Ok(PartialParts {
+        dt,
         gic_phandle,
         aliases,
         passthrough,
     })
 }
 
-fn copy_node(w: &mut FdtWriter, node: &Node<'_>, strip_xen: bool) -> Result<(), Box<FdtError>> {
-    w.begin_node(node.name)?;
+/// Writes the properties (less Xen's, with `strip_xen`) and the child nodes
+/// of partial-DT node `id` into the open node of `w`.
+fn copy_contents(
+    w: &mut FdtWriter,
+    dt: &DeviceTree,
+    id: NodeId,
+    strip_xen: bool,
+) -> Result<(), Box<FdtError>> {
+    let node = dt.node(id);
     for p in &node.props {
-        if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name) {
+        if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name.as_str()) {
             continue;
         }
-        w.property(p.name, p.value)?;
+        w.property(&p.name, &p.value)?;
     }
-    for c in &node.children {
-        copy_node(w, c, strip_xen)?;
+    for &c in &node.children {
+        w.begin_node(&dt.node(c).name)?;
+        copy_contents(w, dt, c, strip_xen)?;
+        w.end_node()?;
     }
-    w.end_node()
+    Ok(())
 }
 
 /// Interrupt specifier for a PPI (3-cell GIC binding).
@@ -697,7 +708,7 @@ impl GuestDtSpec<'_> {
     pub fn generate_with_limit(&self, max: usize) -> Result<Vec<u8>, GuestDtError> {
         self.validate()?;
         let partial = match self.partial_dtb {
-            Some(blob) => Some(PartialDt::parse(blob)?),
+            Some(blob) => Some(parse_partial(blob)?),
             None => None,
         };
         let parts = match &partial {
@@ -714,7 +725,7 @@ impl GuestDtSpec<'_> {
     fn write_tree(
         &self,
         w: &mut FdtWriter,
-        parts: Option<&PartialParts<'_, '_>>,
+        parts: Option<&PartialParts<'_>>,
     ) -> Result<(), Box<FdtError>> {
         let gic_phandle = parts
             .and_then(|p| p.gic_phandle)
@@ -749,20 +760,15 @@ impl GuestDtSpec<'_> {
         w.end_node()?;
 
         // /aliases: the partial DT's entries, plus serial0 unless it sets one.
-        let partial_aliases = parts.and_then(|p| p.aliases);
-        let has_serial0 = partial_aliases.is_some_and(|a| a.prop("serial0").is_some());
+        let partial_aliases = parts.and_then(|p| Some((p.dt, p.aliases?)));
+        let has_serial0 = partial_aliases.is_some_and(|(dt, a)| dt.prop(a, "serial0").is_some());
         if partial_aliases.is_some() || uart_path.is_some() {
             w.begin_node("aliases")?;
             if let (Some(p), false) = (&uart_path, has_serial0) {
                 w.property_string("serial0", p)?;
             }
-            if let Some(a) = partial_aliases {
-                for p in &a.props {
-                    w.property(p.name, p.value)?;
-                }
-                for c in &a.children {
-                    copy_node(w, c, false)?;
-                }
+            if let Some((dt, a)) = partial_aliases {
+                copy_contents(w, dt, a, false)?;
             }
             w.end_node()?;
         }
@@ -891,8 +897,10 @@ impl GuestDtSpec<'_> {
         }
 
         // Passed-through devices.
-        if let Some(p) = parts.and_then(|p| p.passthrough) {
-            copy_node(w, p, true)?;
+        if let Some((dt, p)) = parts.and_then(|p| Some((p.dt, p.passthrough?))) {
+            w.begin_node("passthrough")?;
+            copy_contents(w, dt, p, true)?;
+            w.end_node()?;
         }
 
         w.end_node()
