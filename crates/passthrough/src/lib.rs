@@ -159,13 +159,7 @@ fn parse_devices(
     partial_dtb: &[u8],
     host: &HostView<'_>,
 ) -> Result<(Assignment, Vec<Device>), Box<AssignError>> {
-    let err = |node: String, kind: ErrorKind| {
-        Box::new(AssignError {
-            domain: domain.name.to_string(),
-            node,
-            kind,
-        })
-    };
+    let err = |node: String, kind: ErrorKind| fail(domain.name, node, kind);
     let dt = DeviceTree::parse(partial_dtb)
         .map_err(|e| err(String::from("/"), ErrorKind::InvalidDtb(e)))?;
     check_phandles(&dt).map_err(|(id, kind)| err(dt.path(id), kind))?;
@@ -179,14 +173,11 @@ fn parse_devices(
     else {
         return Ok((out, devices));
     };
-    // Depth-first over /passthrough and all its descendants.
-    let mut stack = alloc::vec![pt];
-    while let Some(id) = stack.pop() {
-        let kids: Vec<NodeId> = dt.children(id).collect();
-        stack.extend(kids.into_iter().rev());
-        let path = dt.path(id);
+    // Depth-first over /passthrough and all its descendants: the nodes
+    // under it, in blob order.
+    for id in dt.nodes().filter(|&id| is_within(&dt, id, pt)) {
         let dev = device(domain, &dt, id, pt, host, &mut out.warnings)
-            .map_err(|kind| err(path.clone(), kind))?;
+            .map_err(|kind| err(dt.path(id), kind))?;
         if let Some(dev) = dev {
             devices.push(dev);
         }
@@ -225,6 +216,27 @@ fn parse_devices(
     tessel_addr::sort_small(&mut out.irqs);
     out.irqs.dedup();
     Ok((out, devices))
+}
+
+/// The refusal of `domain` for partial-DT node `node`.
+fn fail(domain: &str, node: String, kind: ErrorKind) -> Box<AssignError> {
+    Box::new(AssignError {
+        domain: domain.to_string(),
+        node,
+        kind,
+    })
+}
+
+/// Whether `id` is `top` or one of its descendants.
+fn is_within(dt: &DeviceTree, id: NodeId, top: NodeId) -> bool {
+    let mut cur = Some(id);
+    while let Some(c) = cur {
+        if c == top {
+            return true;
+        }
+        cur = dt.node(c).parent;
+    }
+    false
 }
 
 /// Refuses phandles in the reserved range anywhere in the partial DT.
@@ -347,7 +359,12 @@ fn device(
             .ok_or_else(|| ErrorKind::HostGicMissing {
                 path: host.gic_path.to_string(),
             })?;
-        for irq in host_interrupts(host.dt, hid, gic)? {
+        let irqs_of_host =
+            host_interrupts(host.dt, hid, gic).map_err(|what| ErrorKind::HostInterrupts {
+                path: hpath.clone(),
+                what,
+            })?;
+        for irq in irqs_of_host {
             match irq {
                 HostIrq::Gic(intid) => {
                     if !(SPI_FIRST..=SPI_LAST).contains(&intid) {
@@ -451,32 +468,25 @@ fn decode_spec(
 
 /// Every interrupt of host node `id`, from `interrupts-extended` or from
 /// `interrupts` with the inherited `interrupt-parent`.
-fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostIrq>, ErrorKind> {
-    let bad = |what: &'static str| ErrorKind::HostInterrupts {
-        path: dt.path(id),
-        what,
-    };
-    let ncells = |ctrl: NodeId| -> Result<usize, ErrorKind> {
+/// `Err` says what is malformed.
+fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostIrq>, &'static str> {
+    let ncells = |ctrl: NodeId| -> Result<usize, &'static str> {
         match dt.prop_u32(ctrl, "#interrupt-cells") {
             Some(n @ 1..=8) => Ok(n as usize),
-            _ => Err(bad(
-                "the controller's #interrupt-cells is missing or not 1..8",
-            )),
+            _ => Err("the controller's #interrupt-cells is missing or not 1..8"),
         }
     };
     let mut out = Vec::new();
     if let Some(v) = dt.prop(id, "interrupts-extended") {
-        let cells = be_cells(v).ok_or_else(|| bad("interrupts-extended is not whole cells"))?;
+        let cells = be_cells(v).ok_or("interrupts-extended is not whole cells")?;
         let mut rest = cells.as_slice();
         while let [ph, tail @ ..] = rest {
             let ctrl = dt
                 .find_phandle(*ph)
-                .ok_or_else(|| bad("interrupts-extended names an unknown phandle"))?;
+                .ok_or("interrupts-extended names an unknown phandle")?;
             let n = ncells(ctrl)?;
-            let spec = tail
-                .get(..n)
-                .ok_or_else(|| bad("interrupts-extended is truncated"))?;
-            out.push(decode_spec(ctrl, gic, spec, out.len()).map_err(bad)?);
+            let spec = tail.get(..n).ok_or("interrupts-extended is truncated")?;
+            out.push(decode_spec(ctrl, gic, spec, out.len())?);
             rest = tail.get(n..).unwrap_or(&[]);
         }
         return Ok(out);
@@ -486,14 +496,14 @@ fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostI
     };
     let ctrl = interrupt_parent(dt, id)
         .flatten()
-        .ok_or_else(|| bad("no interrupt-parent resolves to a node"))?;
+        .ok_or("no interrupt-parent resolves to a node")?;
     let n = ncells(ctrl)?;
-    let cells = be_cells(v).ok_or_else(|| bad("interrupts is not whole cells"))?;
+    let cells = be_cells(v).ok_or("interrupts is not whole cells")?;
     if cells.is_empty() || cells.len() % n != 0 {
-        return Err(bad("interrupts is not a whole number of specifiers"));
+        return Err("interrupts is not a whole number of specifiers");
     }
     for (index, spec) in cells.chunks_exact(n).enumerate() {
-        out.push(decode_spec(ctrl, gic, spec, index).map_err(bad)?);
+        out.push(decode_spec(ctrl, gic, spec, index)?);
     }
     Ok(out)
 }
@@ -532,13 +542,7 @@ impl Registry {
         let mut mmio: Vec<(HostRange, Owner)> = Vec::new();
         let mut irqs: Vec<(u32, Owner)> = Vec::new();
         for dev in &devices {
-            let err = |kind| {
-                Box::new(AssignError {
-                    domain: domain.name.to_string(),
-                    node: dev.node.clone(),
-                    kind,
-                })
-            };
+            let err = |kind| fail(domain.name, dev.node.clone(), kind);
             let me = Owner {
                 domain: domain.name.to_string(),
                 node: dev.node.clone(),
