@@ -546,12 +546,19 @@ fn check_str(s: &str, what: &'static str) -> Result<(), GuestDtError> {
     Ok(())
 }
 
-fn reg_cells(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<u32> {
+/// Writes `reg` listing `ranges` with 2 address and 2 size cells.
+fn property_reg(w: &mut FdtWriter, ranges: &[GuestRange]) -> Result<(), Box<FdtError>> {
     let mut v = Vec::new();
-    for (a, s) in ranges {
+    for r in ranges {
+        let (a, s) = (r.start.as_u64(), r.size);
         v.extend_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
     }
-    v
+    w.property_cells("reg", &v)
+}
+
+/// A node name with a unit address: `stem@addr`, the address in hex.
+fn unit_name(stem: &str, addr: u64) -> String {
+    format!("{stem}@{addr:x}")
 }
 
 impl GuestDtSpec<'_> {
@@ -643,46 +650,45 @@ impl GuestDtSpec<'_> {
                 return Err(GuestDtError::InitrdOutsideRam(*r));
             }
         }
-        for (device, window) in self.device_windows() {
-            if window.end().is_none() {
-                return Err(GuestDtError::DeviceWindowWraps { device, window });
-            }
-            if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
-                return Err(GuestDtError::DeviceOverlapsRam {
-                    device,
-                    window,
-                    bank: *bank,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The MMIO windows of the emulated devices described in the tree.
-    fn device_windows(&self) -> Vec<(&'static str, GuestRange)> {
-        let mut v = Vec::new();
+        // The MMIO windows of the emulated devices described in the tree.
         match &self.gic {
             GicSpec::V2 { gicd, gicc } => {
-                v.push(("GICv2 distributor", GuestRange::new(*gicd, GICV2_GICD_SIZE)));
-                v.push((
+                self.check_window("GICv2 distributor", GuestRange::new(*gicd, GICV2_GICD_SIZE))?;
+                self.check_window(
                     "GICv2 CPU interface",
                     GuestRange::new(*gicc, GICV2_GICC_SIZE),
-                ));
+                )?;
             }
             GicSpec::V3 {
                 gicd,
                 redistributors,
             } => {
-                v.push(("GICv3 distributor", GuestRange::new(*gicd, GICV3_GICD_SIZE)));
+                self.check_window("GICv3 distributor", GuestRange::new(*gicd, GICV3_GICD_SIZE))?;
                 for r in redistributors {
-                    v.push(("GICv3 redistributor region", *r));
+                    self.check_window("GICv3 redistributor region", *r)?;
                 }
             }
         }
         if let Some(u) = &self.vpl011 {
-            v.push(("vPL011", GuestRange::new(u.base, u.size)));
+            self.check_window("vPL011", GuestRange::new(u.base, u.size))?;
         }
-        v
+        Ok(())
+    }
+
+    /// Checks the MMIO window of an emulated device: inside the address
+    /// space and clear of guest RAM.
+    fn check_window(&self, device: &'static str, window: GuestRange) -> Result<(), GuestDtError> {
+        if window.end().is_none() {
+            return Err(GuestDtError::DeviceWindowWraps { device, window });
+        }
+        if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
+            return Err(GuestDtError::DeviceOverlapsRam {
+                device,
+                window,
+                bank: *bank,
+            });
+        }
+        Ok(())
     }
 
     /// The path of the vPL011 node in the generated tree, if there is one
@@ -693,7 +699,7 @@ impl GuestDtSpec<'_> {
                 UartKind::SbsaUart => "sbsa-uart",
                 UartKind::Pl011 => "pl011",
             };
-            format!("/{stem}@{:x}", u.base.as_u64())
+            format!("/{}", unit_name(stem, u.base.as_u64()))
         })
     }
 
@@ -779,7 +785,7 @@ impl GuestDtSpec<'_> {
         w.property_u32("#address-cells", if wide { 2 } else { 1 })?;
         w.property_u32("#size-cells", 0)?;
         for &m in &self.cpus {
-            w.begin_node(&format!("cpu@{m:x}"))?;
+            w.begin_node(&unit_name("cpu", m))?;
             w.property_string("device_type", "cpu")?;
             w.property_string("compatible", &self.cpu_compatible)?;
             if wide {
@@ -794,25 +800,23 @@ impl GuestDtSpec<'_> {
 
         // /memory: one node listing every bank, as Xen does.
         let first = self.memory.first().map_or(0, |b| b.start.as_u64());
-        w.begin_node(&format!("memory@{first:x}"))?;
+        w.begin_node(&unit_name("memory", first))?;
         w.property_string("device_type", "memory")?;
-        w.property_cells(
-            "reg",
-            &reg_cells(self.memory.iter().map(|b| (b.start.as_u64(), b.size))),
-        )?;
+        property_reg(w, &self.memory)?;
         w.end_node()?;
 
         // The vGIC.
+        let (GicSpec::V2 { gicd, .. } | GicSpec::V3 { gicd, .. }) = &self.gic;
+        w.begin_node(&unit_name("interrupt-controller", gicd.as_u64()))?;
         let ppi_mask = match &self.gic {
             GicSpec::V2 { gicd, gicc } => {
-                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
                 w.property_string("compatible", "arm,gic-400")?;
-                w.property_cells(
-                    "reg",
-                    &reg_cells([
-                        (gicd.as_u64(), GICV2_GICD_SIZE),
-                        (gicc.as_u64(), GICV2_GICC_SIZE),
-                    ]),
+                property_reg(
+                    w,
+                    &[
+                        GuestRange::new(*gicd, GICV2_GICD_SIZE),
+                        GuestRange::new(*gicc, GICV2_GICC_SIZE),
+                    ],
                 )?;
                 // One bit per CPU interface (GIC binding, 3rd cell bits 15:8).
                 (1u32 << ncpus) - 1
@@ -821,16 +825,11 @@ impl GuestDtSpec<'_> {
                 gicd,
                 redistributors,
             } => {
-                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
                 w.property_string("compatible", "arm,gic-v3")?;
                 w.property_u32("#redistributor-regions", redistributors.len() as u32)?;
-                w.property_cells(
-                    "reg",
-                    &reg_cells(
-                        core::iter::once((gicd.as_u64(), GICV3_GICD_SIZE))
-                            .chain(redistributors.iter().map(|r| (r.start.as_u64(), r.size))),
-                    ),
-                )?;
+                let mut frames = Vec::from([GuestRange::new(*gicd, GICV3_GICD_SIZE)]);
+                frames.extend_from_slice(redistributors);
+                property_reg(w, &frames)?;
                 0
             }
         };
@@ -885,7 +884,7 @@ impl GuestDtSpec<'_> {
                     w.property_string_list("compatible", &["arm,pl011", "arm,primecell"])?
                 }
             }
-            w.property_cells("reg", &reg_cells([(u.base.as_u64(), u.size)]))?;
+            property_reg(w, &[GuestRange::new(u.base, u.size)])?;
             w.property_cells("interrupts", &[0, u.spi - SPI_BASE, IRQ_TYPE_LEVEL_HIGH])?;
             w.property_u32("interrupt-parent", gic_phandle)?;
             w.property_u32("current-speed", u.current_speed)?;
