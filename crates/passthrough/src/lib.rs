@@ -539,12 +539,23 @@ impl Registry {
         host: &HostView<'_>,
     ) -> Result<Assignment, Box<AssignError>> {
         let (out, devices) = parse_devices(domain, partial_dtb, host)?;
-        let mut mmio: Vec<(HostRange, Owner)> = Vec::new();
-        let mut irqs: Vec<(u32, Owner)> = Vec::new();
-        for dev in &devices {
-            let err = |kind| fail(domain.name, dev.node.clone(), kind);
+        let kept = (self.mmio.len(), self.irqs.len());
+        let claimed = self.claim(domain.name, &devices);
+        if claimed.is_err() {
+            // A refused domain leaves no claim behind.
+            self.mmio.truncate(kept.0);
+            self.irqs.truncate(kept.1);
+        }
+        claimed.map(|()| out)
+    }
+
+    /// Records the claims of `domain`'s devices, refusing any overlap with
+    /// a forbidden region or an earlier claim (of this domain too).
+    fn claim(&mut self, domain: &str, devices: &[Device]) -> Result<(), Box<AssignError>> {
+        for dev in devices {
+            let err = |kind| fail(domain, dev.node.clone(), kind);
             let me = Owner {
-                domain: domain.name.to_string(),
+                domain: domain.to_string(),
                 node: dev.node.clone(),
             };
             for m in &dev.mmio {
@@ -555,38 +566,26 @@ impl Registry {
                         kept: f.range,
                     }));
                 }
-                if let Some((owned, owner)) = self
-                    .mmio
-                    .iter()
-                    .chain(mmio.iter())
-                    .find(|(r, _)| r.overlaps(&m.host))
-                {
+                if let Some((owned, owner)) = self.mmio.iter().find(|(r, _)| r.overlaps(&m.host)) {
                     return Err(err(ErrorKind::MmioOwned {
                         range: m.host,
                         owner: Box::new(owner.clone()),
                         owned: *owned,
                     }));
                 }
-                mmio.push((m.host, me.clone()));
+                self.mmio.push((m.host, me.clone()));
             }
             for &intid in &dev.irqs {
-                if let Some((_, owner)) = self
-                    .irqs
-                    .iter()
-                    .chain(irqs.iter())
-                    .find(|(i, _)| *i == intid)
-                {
+                if let Some((_, owner)) = self.irqs.iter().find(|(i, _)| *i == intid) {
                     return Err(err(ErrorKind::IrqOwned {
                         intid,
                         owner: Box::new(owner.clone()),
                     }));
                 }
-                irqs.push((intid, me.clone()));
+                self.irqs.push((intid, me.clone()));
             }
         }
-        self.mmio.extend(mmio);
-        self.irqs.extend(irqs);
-        Ok(out)
+        Ok(())
     }
 
     /// Drops every claim of `domain`; returns how many were dropped.
