@@ -429,20 +429,6 @@ fn phandle(dt: &DeviceTree, id: NodeId) -> Result<Option<u32>, PartialDtError> {
     cell(dt, id, prop)
 }
 
-/// The nodes of the subtree at `top`, `top` first, in blob (depth-first) order.
-fn subtree(dt: &DeviceTree, top: NodeId) -> impl Iterator<Item = NodeId> + '_ {
-    dt.nodes().filter(move |&id| {
-        let mut cur = Some(id);
-        while let Some(c) = cur {
-            if c == top {
-                return true;
-            }
-            cur = dt.node(c).parent;
-        }
-        false
-    })
-}
-
 /// Adds `v` to the set `set` (a short list); false if it was there.
 fn insert_new<T: PartialEq>(set: &mut Vec<T>, v: T) -> bool {
     if set.contains(&v) {
@@ -452,18 +438,66 @@ fn insert_new<T: PartialEq>(set: &mut Vec<T>, v: T) -> bool {
     true
 }
 
+/// A phandle rule of the partial DT, checked by [`check_subtree`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Phandles are in 1..65000.
+    InRange,
+    /// Phandles are not in the set yet (they are added to it).
+    Unique,
+    /// `interrupt-parent` names a phandle of the set.
+    Known,
+}
+
+/// Checks `rule` on every node of the subtree at `top`, in blob
+/// (depth-first) order.
+fn check_subtree(
+    dt: &DeviceTree,
+    top: NodeId,
+    rule: Rule,
+    set: &mut Vec<u32>,
+) -> Result<(), PartialDtError> {
+    for id in dt.nodes() {
+        let mut cur = Some(id);
+        while cur.is_some_and(|c| c != top) {
+            cur = cur.and_then(|c| dt.node(c).parent);
+        }
+        if cur.is_none() {
+            continue;
+        }
+        let value = match rule {
+            Rule::Known => cell(dt, id, "interrupt-parent")?,
+            _ => phandle(dt, id)?,
+        };
+        let Some(phandle) = value else {
+            continue;
+        };
+        let node = || dt.path(id);
+        return Err(match rule {
+            Rule::InRange if phandle == 0 || phandle >= GUEST_PHANDLE_GIC => {
+                PartialDtError::ReservedPhandle {
+                    node: node(),
+                    phandle,
+                }
+            }
+            Rule::Unique if !insert_new(set, phandle) => PartialDtError::DuplicatePhandle {
+                node: node(),
+                phandle,
+            },
+            Rule::Known if !set.contains(&phandle) => PartialDtError::DanglingInterruptParent {
+                node: node(),
+                phandle,
+            },
+            _ => continue,
+        });
+    }
+    Ok(())
+}
+
 fn analyse_partial(dt: &DeviceTree) -> Result<PartialParts<'_>, PartialDtError> {
     // Every phandle in the whole partial DT must stay below the reserved range.
-    for id in dt.nodes() {
-        if let Some(ph) = phandle(dt, id)?
-            && (ph == 0 || ph >= GUEST_PHANDLE_GIC)
-        {
-            return Err(PartialDtError::ReservedPhandle {
-                node: dt.path(id),
-                phandle: ph,
-            });
-        }
-    }
+    let mut set = Vec::new();
+    check_subtree(dt, dt.root(), Rule::InRange, &mut set)?;
     let top = |name: &str| dt.children(dt.root()).find(|&c| dt.node(c).name == name);
     let aliases = top("aliases");
     let passthrough = top("passthrough");
@@ -472,36 +506,14 @@ fn analyse_partial(dt: &DeviceTree) -> Result<PartialParts<'_>, PartialDtError> 
         None => None,
     };
     // Phandles that will exist in the guest must be unique.
-    let mut copied = Vec::new();
-    if let Some(ph) = gic_phandle {
-        copied.push(ph);
-    }
+    set.extend(gic_phandle);
     for n in [aliases, passthrough].into_iter().flatten() {
-        for id in subtree(dt, n) {
-            if let Some(ph) = phandle(dt, id)?
-                && !insert_new(&mut copied, ph)
-            {
-                return Err(PartialDtError::DuplicatePhandle {
-                    node: dt.path(id),
-                    phandle: ph,
-                });
-            }
-        }
+        check_subtree(dt, n, Rule::Unique, &mut set)?;
     }
     // interrupt-parent inside /passthrough must reach a node the guest has.
-    let mut known = copied;
-    insert_new(&mut known, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
+    insert_new(&mut set, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
     if let Some(p) = passthrough {
-        for id in subtree(dt, p) {
-            if let Some(ph) = cell(dt, id, "interrupt-parent")?
-                && !known.contains(&ph)
-            {
-                return Err(PartialDtError::DanglingInterruptParent {
-                    node: dt.path(id),
-                    phandle: ph,
-                });
-            }
-        }
+        check_subtree(dt, p, Rule::Known, &mut set)?;
     }
     Ok(PartialParts {
         dt,
