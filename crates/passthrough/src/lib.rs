@@ -476,34 +476,45 @@ fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostI
             _ => Err("the controller's #interrupt-cells is missing or not 1..8"),
         }
     };
-    let mut out = Vec::new();
-    if let Some(v) = dt.prop(id, "interrupts-extended") {
-        let cells = be_cells(v).ok_or("interrupts-extended is not whole cells")?;
-        let mut rest = cells.as_slice();
-        while let [ph, tail @ ..] = rest {
-            let ctrl = dt
-                .find_phandle(*ph)
-                .ok_or("interrupts-extended names an unknown phandle")?;
-            let n = ncells(ctrl)?;
-            let spec = tail.get(..n).ok_or("interrupts-extended is truncated")?;
-            out.push(decode_spec(ctrl, gic, spec, out.len())?);
-            rest = tail.get(n..).unwrap_or(&[]);
+    // `interrupts-extended` is <phandle specifier>..., `interrupts` a list
+    // of specifiers of the one inherited interrupt parent.
+    let (v, parent) = match (
+        dt.prop(id, "interrupts-extended"),
+        dt.prop(id, "interrupts"),
+    ) {
+        (Some(v), _) => (v, None),
+        (None, Some(v)) => {
+            let ctrl = interrupt_parent(dt, id)
+                .flatten()
+                .ok_or("no interrupt-parent resolves to a node")?;
+            (v, Some((ctrl, ncells(ctrl)?)))
         }
-        return Ok(out);
-    }
-    let Some(v) = dt.prop(id, "interrupts") else {
-        return Ok(out);
+        (None, None) => return Ok(Vec::new()),
     };
-    let ctrl = interrupt_parent(dt, id)
-        .flatten()
-        .ok_or("no interrupt-parent resolves to a node")?;
-    let n = ncells(ctrl)?;
-    let cells = be_cells(v).ok_or("interrupts is not whole cells")?;
-    if cells.is_empty() || cells.len() % n != 0 {
+    let cells = be_cells(v).ok_or(match parent {
+        None => "interrupts-extended is not whole cells",
+        Some(_) => "interrupts is not whole cells",
+    })?;
+    if let Some((_, n)) = parent
+        && (cells.is_empty() || cells.len() % n != 0)
+    {
         return Err("interrupts is not a whole number of specifiers");
     }
-    for (index, spec) in cells.chunks_exact(n).enumerate() {
-        out.push(decode_spec(ctrl, gic, spec, index)?);
+    let mut out = Vec::new();
+    let mut rest = cells.as_slice();
+    while let [ph, tail @ ..] = rest {
+        let (ctrl, specs) = match parent {
+            Some((ctrl, _)) => (ctrl, rest),
+            None => (
+                dt.find_phandle(*ph)
+                    .ok_or("interrupts-extended names an unknown phandle")?,
+                tail,
+            ),
+        };
+        let n = ncells(ctrl)?;
+        let spec = specs.get(..n).ok_or("interrupts-extended is truncated")?;
+        out.push(decode_spec(ctrl, gic, spec, out.len())?);
+        rest = specs.get(n..).unwrap_or(&[]);
     }
     Ok(out)
 }
