@@ -546,11 +546,6 @@ fn copy_contents(
     Ok(())
 }
 
-/// Interrupt specifier for a PPI (3-cell GIC binding).
-fn ppi_spec(intid: u32, cpumask: u32, ty: u32) -> [u32; 3] {
-    [1, intid - PPI_BASE, (cpumask << 8) | ty]
-}
-
 fn check_str(s: &str, what: &'static str) -> Result<(), GuestDtError> {
     if s.as_bytes().contains(&0) {
         return Err(GuestDtError::NulInString(what));
@@ -708,10 +703,10 @@ impl GuestDtSpec<'_> {
     pub fn uart_path(&self) -> Option<String> {
         self.vpl011.as_ref().map(|u| {
             let stem = match u.kind {
-                UartKind::SbsaUart => "sbsa-uart",
-                UartKind::Pl011 => "pl011",
+                UartKind::SbsaUart => "/sbsa-uart",
+                UartKind::Pl011 => "/pl011",
             };
-            format!("/{}", unit_name(stem, u.base.as_u64()))
+            unit_name(stem, u.base.as_u64())
         })
     }
 
@@ -855,15 +850,24 @@ impl GuestDtSpec<'_> {
         // physical, non-secure physical, virtual; level-low.
         w.begin_node("timer")?;
         w.property_string("compatible", "arm,armv8-timer")?;
-        let mut irqs = Vec::new();
-        for intid in [
-            self.timer.secure_phys,
-            self.timer.nonsecure_phys,
-            self.timer.virt,
-        ] {
-            irqs.extend_from_slice(&ppi_spec(intid, ppi_mask, IRQ_TYPE_LEVEL_LOW));
-        }
-        w.property_cells("interrupts", &irqs)?;
+        // PPI specifiers (3-cell GIC binding): type 1, PPI number, CPU mask
+        // in bits 15:8 and the trigger type.
+        let t = &self.timer;
+        let flags = (ppi_mask << 8) | IRQ_TYPE_LEVEL_LOW;
+        w.property_cells(
+            "interrupts",
+            &[
+                1,
+                t.secure_phys - PPI_BASE,
+                flags,
+                1,
+                t.nonsecure_phys - PPI_BASE,
+                flags,
+                1,
+                t.virt - PPI_BASE,
+                flags,
+            ],
+        )?;
         w.property_empty("always-on")?;
         if let Some(hz) = self.timer.clock_frequency {
             w.property_u32("clock-frequency", hz)?;
