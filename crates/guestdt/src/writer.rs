@@ -203,15 +203,18 @@ fn prop_name_char_ok(c: u8) -> bool {
 /// characters of DT spec 2.2.1 (table 2.1), a node-name starting with a
 /// letter, and at most [`MAX_NAME_LEN`] characters.
 pub fn is_valid_node_name(name: &str) -> bool {
-    let (base, unit) = match name.split_once('@') {
-        Some((b, u)) => (b, Some(u)),
-        None => (name, None),
+    let b = name.as_bytes();
+    // The unit address starts after the first '@' (a second one is an
+    // invalid character of the unit address).
+    let at = b.iter().position(|&c| c == b'@').unwrap_or(b.len());
+    let (base, unit) = b.split_at(at);
+    let base_ok = base.len() <= MAX_NAME_LEN
+        && base.first().is_some_and(u8::is_ascii_alphabetic)
+        && base.iter().all(|&c| node_name_char_ok(c));
+    let unit_ok = match unit {
+        [] => true,
+        [_at, address @ ..] => !address.is_empty() && address.iter().all(|&c| node_name_char_ok(c)),
     };
-    let base_ok = !base.is_empty()
-        && base.len() <= MAX_NAME_LEN
-        && base.bytes().all(node_name_char_ok)
-        && base.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
-    let unit_ok = unit.is_none_or(|u| !u.is_empty() && u.bytes().all(node_name_char_ok));
     base_ok && unit_ok
 }
 
@@ -704,6 +707,38 @@ mod tests {
         w.property("blob", &[0u8; 100]).unwrap();
         w.end_node().unwrap();
         assert_eq!(w.finish().unwrap().len(), predicted);
+    }
+
+    #[test]
+    fn node_names_match_the_split_once_rule() {
+        // The rule as first written: split at the first '@', check each side.
+        fn reference(name: &str) -> bool {
+            let (base, unit) = match name.split_once('@') {
+                Some((b, u)) => (b, Some(u)),
+                None => (name, None),
+            };
+            let base_ok = !base.is_empty()
+                && base.len() <= MAX_NAME_LEN
+                && base.bytes().all(node_name_char_ok)
+                && base.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
+            let unit_ok = unit.is_none_or(|u| !u.is_empty() && u.bytes().all(node_name_char_ok));
+            base_ok && unit_ok
+        }
+        let alphabet = ['a', 'Z', '0', '@', ',', '-', ' ', '/'];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = names
+                .iter()
+                .flat_map(|n| alphabet.iter().map(move |c| alloc::format!("{n}{c}")))
+                .collect();
+            names.extend(longer);
+        }
+        names.push("x".repeat(255));
+        names.push("x".repeat(256));
+        names.push(alloc::format!("{}@1", "x".repeat(255)));
+        for n in &names {
+            assert_eq!(is_valid_node_name(n), reference(n), "{n:?}");
+        }
     }
 
     #[test]
