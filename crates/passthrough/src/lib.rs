@@ -184,23 +184,36 @@ fn parse_devices(
     }
     // Resource checks inside the domain: guest overlaps, vPL011 clash,
     // duplicate SPIs between devices.
-    let mut seen: Vec<(&MmioMapping, &str)> = Vec::new();
     for dev in &devices {
         for m in &dev.mmio {
-            if let Some((other, node)) = seen
+            // out.mmio holds the mappings of the devices before, in order.
+            if let Some(j) = out
+                .mmio
                 .iter()
-                .find(|(o, _)| o.guest_range().overlaps(&m.guest_range()))
+                .position(|o| o.guest_range().overlaps(&m.guest_range()))
             {
+                let mut rest = j;
+                let other_node = devices
+                    .iter()
+                    .find(|d| {
+                        let hit = rest < d.mmio.len();
+                        rest = rest.saturating_sub(d.mmio.len());
+                        hit
+                    })
+                    .map_or("", |d| d.node.as_str());
                 return Err(err(
                     dev.node.clone(),
                     ErrorKind::GuestOverlap {
                         range: m.guest_range(),
-                        other_node: node.to_string(),
-                        other: other.guest_range(),
+                        other_node: other_node.to_string(),
+                        other: out
+                            .mmio
+                            .get(j)
+                            .map_or(m.guest_range(), MmioMapping::guest_range),
                     },
                 ));
             }
-            seen.push((m, &dev.node));
+            out.mmio.push(*m);
         }
     }
     for dev in &devices {
@@ -209,7 +222,6 @@ fn parse_devices(
                 return Err(err(dev.node.clone(), ErrorKind::Vpl011Clash { intid }));
             }
         }
-        out.mmio.extend(dev.mmio.iter().copied());
         out.irqs.extend(dev.irqs.iter().copied());
         out.devices.push(dev.node.clone());
     }
