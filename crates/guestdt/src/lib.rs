@@ -547,7 +547,7 @@ fn copy_contents(
 }
 
 fn check_str(s: &str, what: &'static str) -> Result<(), GuestDtError> {
-    if s.as_bytes().contains(&0) {
+    if s.bytes().any(|b| b == 0) {
         return Err(GuestDtError::NulInString(what));
     }
     Ok(())

@@ -425,7 +425,7 @@ impl FdtWriter {
     pub fn property_string_list(&mut self, name: &str, list: &[&str]) -> Result<(), Box<FdtError>> {
         let mut len = 0;
         for s in list {
-            if s.as_bytes().contains(&0) {
+            if s.bytes().any(|b| b == 0) {
                 return Err(Box::new(FdtError::NulInString {
                     property: name.to_string(),
                 }));
