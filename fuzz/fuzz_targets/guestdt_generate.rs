@@ -20,7 +20,7 @@ use tessel_addr::{GuestPhysAddr, GuestRange};
 use tessel_config::{DeviceTree, NodeId};
 use tessel_guestdt::{
     ChosenSpec, GICV2_GICD_SIZE, GICV3_GICD_SIZE, GICV3_GICR_STRIDE, GicSpec, GuestDtSpec,
-    MAX_DTB_SIZE, MPIDR_AFFINITY_MASK, PartialDt, TimerSpec, UartKind, UartSpec,
+    MAX_DTB_SIZE, MPIDR_AFFINITY_MASK, TimerSpec, UartKind, UartSpec, parse_partial,
 };
 
 /// Bytes that build the spec; the rest is the partial DTB.
@@ -196,10 +196,6 @@ fn subtree_size(dt: &DeviceTree, id: NodeId) -> usize {
     1 + dt.children(id).map(|c| subtree_size(dt, c)).sum::<usize>()
 }
 
-fn partial_size(n: &tessel_guestdt::Node<'_>) -> usize {
-    1 + n.children.iter().map(partial_size).sum::<usize>()
-}
-
 fn check(spec: &GuestDtSpec<'_>, limit: usize, dtb: &[u8]) {
     assert!(dtb.len() <= limit.min(MAX_DTB_SIZE));
     let dt = DeviceTree::parse(dtb).expect("generated DTB does not parse back");
@@ -287,10 +283,16 @@ fn check(spec: &GuestDtSpec<'_>, limit: usize, dtb: &[u8]) {
     }
 
     // Passthrough: every node copied, consumed properties stripped.
-    let partial = spec.partial_dtb.and_then(|b| PartialDt::parse(b).ok());
-    if let Some(pt) = partial.as_ref().and_then(|p| p.root.child("passthrough")) {
+    let partial = spec.partial_dtb.and_then(|b| parse_partial(b).ok());
+    let pt = partial.as_ref().and_then(|p| {
+        let pt = p
+            .children(p.root())
+            .find(|&c| p.node(c).name == "passthrough")?;
+        Some((p, pt))
+    });
+    if let Some((p, pt)) = pt {
         let out = dt.find_path("/passthrough").expect("/passthrough copied");
-        assert_eq!(subtree_size(&dt, out), partial_size(pt));
+        assert_eq!(subtree_size(&dt, out), subtree_size(p, pt));
         let mut stack = vec![out];
         while let Some(n) = stack.pop() {
             for p in &dt.node(n).props {

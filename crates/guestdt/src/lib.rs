@@ -71,8 +71,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use tessel_addr::{Address, GuestPhysAddr, GuestRange};
+use tessel_config::fdt::NodeId;
 
-pub use reader::{Node, PartialDt, PartialDtError, Prop};
+pub use reader::{PartialDtError, parse_partial};
+pub use tessel_config::fdt::DeviceTree;
 pub use writer::{FdtError, FdtWriter};
 
 /// Largest guest DTB Tessel generates (Xen's cap, and the largest DTB the
@@ -401,60 +403,30 @@ const CONSUMED_PASSTHROUGH_PROPS: [&str; 3] =
     ["xen,reg", "xen,path", "xen,force-assign-without-iommu"];
 
 /// The parts of a partial DT that reach the guest.
-struct PartialParts<'p, 'a> {
+struct PartialParts<'p> {
+    dt: &'p DeviceTree,
     gic_phandle: Option<u32>,
-    aliases: Option<&'p Node<'a>>,
-    passthrough: Option<&'p Node<'a>>,
+    aliases: Option<NodeId>,
+    passthrough: Option<NodeId>,
 }
 
-fn collect_phandles(
-    node: &Node<'_>,
-    path: &str,
-    max_check: bool,
-    seen: &mut Vec<u32>,
-    dup_check: bool,
-) -> Result<(), PartialDtError> {
-    if let Some(ph) = node.phandle(path)? {
-        if max_check && (ph == 0 || ph >= GUEST_PHANDLE_GIC) {
-            return Err(PartialDtError::ReservedPhandle {
-                node: String::from(path),
-                phandle: ph,
-            });
-        }
-        if dup_check && !insert_new(seen, ph) {
-            return Err(PartialDtError::DuplicatePhandle {
-                node: String::from(path),
-                phandle: ph,
-            });
-        }
+/// The one-cell property `prop` of `id`, if present.
+fn cell(dt: &DeviceTree, id: NodeId, prop: &str) -> Result<Option<u32>, PartialDtError> {
+    match dt.prop(id, prop) {
+        None => Ok(None),
+        Some(&[a, b, c, d]) => Ok(Some(u32::from_be_bytes([a, b, c, d]))),
+        Some(_) => Err(PartialDtError::BadPhandleProperty(dt.path(id))),
     }
-    for c in &node.children {
-        let child_path = join_path(path, c.name);
-        collect_phandles(c, &child_path, max_check, seen, dup_check)?;
-    }
-    Ok(())
 }
 
-fn check_interrupt_parents(
-    node: &Node<'_>,
-    path: &str,
-    known: &[u32],
-) -> Result<(), PartialDtError> {
-    if let Some(p) = node.prop("interrupt-parent") {
-        let ph = <[u8; 4]>::try_from(p.value)
-            .map(u32::from_be_bytes)
-            .map_err(|_| PartialDtError::BadPhandleProperty(String::from(path)))?;
-        if !known.contains(&ph) {
-            return Err(PartialDtError::DanglingInterruptParent {
-                node: String::from(path),
-                phandle: ph,
-            });
-        }
-    }
-    for c in &node.children {
-        check_interrupt_parents(c, &join_path(path, c.name), known)?;
-    }
-    Ok(())
+/// The node's phandle (`phandle`, else `linux,phandle`), if it has one.
+fn phandle(dt: &DeviceTree, id: NodeId) -> Result<Option<u32>, PartialDtError> {
+    let prop = if dt.prop(id, "phandle").is_some() {
+        "phandle"
+    } else {
+        "linux,phandle"
+    };
+    cell(dt, id, prop)
 }
 
 /// Adds `v` to the set `set` (a short list); false if it was there.
@@ -466,81 +438,134 @@ fn insert_new<T: PartialEq>(set: &mut Vec<T>, v: T) -> bool {
     true
 }
 
-fn join_path(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
+/// A phandle rule of the partial DT, checked by [`check_subtree`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Phandles are in 1..65000.
+    InRange,
+    /// Phandles are not in the set yet (they are added to it).
+    Unique,
+    /// `interrupt-parent` names a phandle of the set.
+    Known,
 }
 
-fn analyse_partial<'p, 'a>(dt: &'p PartialDt<'a>) -> Result<PartialParts<'p, 'a>, PartialDtError> {
-    // Every phandle in the whole partial DT must stay below the reserved range.
-    let mut all = Vec::new();
-    collect_phandles(&dt.root, "/", true, &mut all, false)?;
+/// Checks `rule` on every node of the subtree at `top`, in blob
+/// (depth-first) order.
+fn check_subtree(
+    dt: &DeviceTree,
+    top: NodeId,
+    rule: Rule,
+    set: &mut Vec<u32>,
+) -> Result<(), PartialDtError> {
+    for id in dt.nodes() {
+        let mut cur = Some(id);
+        while cur.is_some_and(|c| c != top) {
+            cur = cur.and_then(|c| dt.node(c).parent);
+        }
+        if cur.is_none() {
+            continue;
+        }
+        let value = match rule {
+            Rule::Known => cell(dt, id, "interrupt-parent")?,
+            _ => phandle(dt, id)?,
+        };
+        let Some(phandle) = value else {
+            continue;
+        };
+        let node = || dt.path(id);
+        return Err(match rule {
+            Rule::InRange if phandle == 0 || phandle >= GUEST_PHANDLE_GIC => {
+                PartialDtError::ReservedPhandle {
+                    node: node(),
+                    phandle,
+                }
+            }
+            Rule::Unique if !insert_new(set, phandle) => PartialDtError::DuplicatePhandle {
+                node: node(),
+                phandle,
+            },
+            Rule::Known if !set.contains(&phandle) => PartialDtError::DanglingInterruptParent {
+                node: node(),
+                phandle,
+            },
+            _ => continue,
+        });
+    }
+    Ok(())
+}
 
-    let gic = dt.root.child("gic");
-    let aliases = dt.root.child("aliases");
-    let passthrough = dt.root.child("passthrough");
-    let gic_phandle = match gic {
-        Some(g) => g.phandle("/gic")?,
+fn analyse_partial(dt: &DeviceTree) -> Result<PartialParts<'_>, PartialDtError> {
+    // Every phandle in the whole partial DT must stay below the reserved range.
+    let mut set = Vec::new();
+    check_subtree(dt, dt.root(), Rule::InRange, &mut set)?;
+    let top = |name: &str| dt.children(dt.root()).find(|&c| dt.node(c).name == name);
+    let aliases = top("aliases");
+    let passthrough = top("passthrough");
+    let gic_phandle = match top("gic") {
+        Some(g) => phandle(dt, g)?,
         None => None,
     };
     // Phandles that will exist in the guest must be unique.
-    let mut copied = Vec::new();
-    if let Some(ph) = gic_phandle {
-        copied.push(ph);
-    }
-    for (node, path) in [(aliases, "/aliases"), (passthrough, "/passthrough")] {
-        if let Some(n) = node {
-            collect_phandles(n, path, false, &mut copied, true)?;
-        }
+    set.extend(gic_phandle);
+    for n in [aliases, passthrough].into_iter().flatten() {
+        check_subtree(dt, n, Rule::Unique, &mut set)?;
     }
     // interrupt-parent inside /passthrough must reach a node the guest has.
-    let mut known = copied;
-    insert_new(&mut known, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
+    insert_new(&mut set, gic_phandle.unwrap_or(GUEST_PHANDLE_GIC));
     if let Some(p) = passthrough {
-        check_interrupt_parents(p, "/passthrough", &known)?;
+        check_subtree(dt, p, Rule::Known, &mut set)?;
     }
     Ok(PartialParts {
+        dt,
         gic_phandle,
         aliases,
         passthrough,
     })
 }
 
-fn copy_node(w: &mut FdtWriter, node: &Node<'_>, strip_xen: bool) -> Result<(), Box<FdtError>> {
-    w.begin_node(node.name)?;
+/// Writes the properties (less Xen's, with `strip_xen`) and the child nodes
+/// of partial-DT node `id` into the open node of `w`.
+fn copy_contents(
+    w: &mut FdtWriter,
+    dt: &DeviceTree,
+    id: NodeId,
+    strip_xen: bool,
+) -> Result<(), Box<FdtError>> {
+    let node = dt.node(id);
     for p in &node.props {
-        if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name) {
+        if strip_xen && CONSUMED_PASSTHROUGH_PROPS.contains(&p.name.as_str()) {
             continue;
         }
-        w.property(p.name, p.value)?;
+        w.property(&p.name, &p.value)?;
     }
-    for c in &node.children {
-        copy_node(w, c, strip_xen)?;
+    for &c in &node.children {
+        w.begin_node(&dt.node(c).name)?;
+        copy_contents(w, dt, c, strip_xen)?;
+        w.end_node()?;
     }
-    w.end_node()
-}
-
-/// Interrupt specifier for a PPI (3-cell GIC binding).
-fn ppi_spec(intid: u32, cpumask: u32, ty: u32) -> [u32; 3] {
-    [1, intid - PPI_BASE, (cpumask << 8) | ty]
+    Ok(())
 }
 
 fn check_str(s: &str, what: &'static str) -> Result<(), GuestDtError> {
-    if s.as_bytes().contains(&0) {
+    if s.bytes().any(|b| b == 0) {
         return Err(GuestDtError::NulInString(what));
     }
     Ok(())
 }
 
-fn reg_cells(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<u32> {
+/// Writes `reg` listing `ranges` with 2 address and 2 size cells.
+fn property_reg(w: &mut FdtWriter, ranges: &[GuestRange]) -> Result<(), Box<FdtError>> {
     let mut v = Vec::new();
-    for (a, s) in ranges {
+    for r in ranges {
+        let (a, s) = (r.start.as_u64(), r.size);
         v.extend_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
     }
-    v
+    w.property_cells("reg", &v)
+}
+
+/// A node name with a unit address: `stem@addr`, the address in hex.
+fn unit_name(stem: &str, addr: u64) -> String {
+    format!("{stem}@{addr:x}")
 }
 
 impl GuestDtSpec<'_> {
@@ -632,46 +657,45 @@ impl GuestDtSpec<'_> {
                 return Err(GuestDtError::InitrdOutsideRam(*r));
             }
         }
-        for (device, window) in self.device_windows() {
-            if window.end().is_none() {
-                return Err(GuestDtError::DeviceWindowWraps { device, window });
-            }
-            if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
-                return Err(GuestDtError::DeviceOverlapsRam {
-                    device,
-                    window,
-                    bank: *bank,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The MMIO windows of the emulated devices described in the tree.
-    fn device_windows(&self) -> Vec<(&'static str, GuestRange)> {
-        let mut v = Vec::new();
+        // The MMIO windows of the emulated devices described in the tree.
         match &self.gic {
             GicSpec::V2 { gicd, gicc } => {
-                v.push(("GICv2 distributor", GuestRange::new(*gicd, GICV2_GICD_SIZE)));
-                v.push((
+                self.check_window("GICv2 distributor", GuestRange::new(*gicd, GICV2_GICD_SIZE))?;
+                self.check_window(
                     "GICv2 CPU interface",
                     GuestRange::new(*gicc, GICV2_GICC_SIZE),
-                ));
+                )?;
             }
             GicSpec::V3 {
                 gicd,
                 redistributors,
             } => {
-                v.push(("GICv3 distributor", GuestRange::new(*gicd, GICV3_GICD_SIZE)));
+                self.check_window("GICv3 distributor", GuestRange::new(*gicd, GICV3_GICD_SIZE))?;
                 for r in redistributors {
-                    v.push(("GICv3 redistributor region", *r));
+                    self.check_window("GICv3 redistributor region", *r)?;
                 }
             }
         }
         if let Some(u) = &self.vpl011 {
-            v.push(("vPL011", GuestRange::new(u.base, u.size)));
+            self.check_window("vPL011", GuestRange::new(u.base, u.size))?;
         }
-        v
+        Ok(())
+    }
+
+    /// Checks the MMIO window of an emulated device: inside the address
+    /// space and clear of guest RAM.
+    fn check_window(&self, device: &'static str, window: GuestRange) -> Result<(), GuestDtError> {
+        if window.end().is_none() {
+            return Err(GuestDtError::DeviceWindowWraps { device, window });
+        }
+        if let Some(bank) = self.memory.iter().find(|b| b.overlaps(&window)) {
+            return Err(GuestDtError::DeviceOverlapsRam {
+                device,
+                window,
+                bank: *bank,
+            });
+        }
+        Ok(())
     }
 
     /// The path of the vPL011 node in the generated tree, if there is one
@@ -679,10 +703,10 @@ impl GuestDtSpec<'_> {
     pub fn uart_path(&self) -> Option<String> {
         self.vpl011.as_ref().map(|u| {
             let stem = match u.kind {
-                UartKind::SbsaUart => "sbsa-uart",
-                UartKind::Pl011 => "pl011",
+                UartKind::SbsaUart => "/sbsa-uart",
+                UartKind::Pl011 => "/pl011",
             };
-            format!("/{stem}@{:x}", u.base.as_u64())
+            unit_name(stem, u.base.as_u64())
         })
     }
 
@@ -697,7 +721,7 @@ impl GuestDtSpec<'_> {
     pub fn generate_with_limit(&self, max: usize) -> Result<Vec<u8>, GuestDtError> {
         self.validate()?;
         let partial = match self.partial_dtb {
-            Some(blob) => Some(PartialDt::parse(blob)?),
+            Some(blob) => Some(parse_partial(blob)?),
             None => None,
         };
         let parts = match &partial {
@@ -714,7 +738,7 @@ impl GuestDtSpec<'_> {
     fn write_tree(
         &self,
         w: &mut FdtWriter,
-        parts: Option<&PartialParts<'_, '_>>,
+        parts: Option<&PartialParts<'_>>,
     ) -> Result<(), Box<FdtError>> {
         let gic_phandle = parts
             .and_then(|p| p.gic_phandle)
@@ -749,20 +773,15 @@ impl GuestDtSpec<'_> {
         w.end_node()?;
 
         // /aliases: the partial DT's entries, plus serial0 unless it sets one.
-        let partial_aliases = parts.and_then(|p| p.aliases);
-        let has_serial0 = partial_aliases.is_some_and(|a| a.prop("serial0").is_some());
+        let partial_aliases = parts.and_then(|p| Some((p.dt, p.aliases?)));
+        let has_serial0 = partial_aliases.is_some_and(|(dt, a)| dt.prop(a, "serial0").is_some());
         if partial_aliases.is_some() || uart_path.is_some() {
             w.begin_node("aliases")?;
             if let (Some(p), false) = (&uart_path, has_serial0) {
                 w.property_string("serial0", p)?;
             }
-            if let Some(a) = partial_aliases {
-                for p in &a.props {
-                    w.property(p.name, p.value)?;
-                }
-                for c in &a.children {
-                    copy_node(w, c, false)?;
-                }
+            if let Some((dt, a)) = partial_aliases {
+                copy_contents(w, dt, a, false)?;
             }
             w.end_node()?;
         }
@@ -773,7 +792,7 @@ impl GuestDtSpec<'_> {
         w.property_u32("#address-cells", if wide { 2 } else { 1 })?;
         w.property_u32("#size-cells", 0)?;
         for &m in &self.cpus {
-            w.begin_node(&format!("cpu@{m:x}"))?;
+            w.begin_node(&unit_name("cpu", m))?;
             w.property_string("device_type", "cpu")?;
             w.property_string("compatible", &self.cpu_compatible)?;
             if wide {
@@ -788,25 +807,23 @@ impl GuestDtSpec<'_> {
 
         // /memory: one node listing every bank, as Xen does.
         let first = self.memory.first().map_or(0, |b| b.start.as_u64());
-        w.begin_node(&format!("memory@{first:x}"))?;
+        w.begin_node(&unit_name("memory", first))?;
         w.property_string("device_type", "memory")?;
-        w.property_cells(
-            "reg",
-            &reg_cells(self.memory.iter().map(|b| (b.start.as_u64(), b.size))),
-        )?;
+        property_reg(w, &self.memory)?;
         w.end_node()?;
 
         // The vGIC.
+        let (GicSpec::V2 { gicd, .. } | GicSpec::V3 { gicd, .. }) = &self.gic;
+        w.begin_node(&unit_name("interrupt-controller", gicd.as_u64()))?;
         let ppi_mask = match &self.gic {
             GicSpec::V2 { gicd, gicc } => {
-                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
                 w.property_string("compatible", "arm,gic-400")?;
-                w.property_cells(
-                    "reg",
-                    &reg_cells([
-                        (gicd.as_u64(), GICV2_GICD_SIZE),
-                        (gicc.as_u64(), GICV2_GICC_SIZE),
-                    ]),
+                property_reg(
+                    w,
+                    &[
+                        GuestRange::new(*gicd, GICV2_GICD_SIZE),
+                        GuestRange::new(*gicc, GICV2_GICC_SIZE),
+                    ],
                 )?;
                 // One bit per CPU interface (GIC binding, 3rd cell bits 15:8).
                 (1u32 << ncpus) - 1
@@ -815,16 +832,11 @@ impl GuestDtSpec<'_> {
                 gicd,
                 redistributors,
             } => {
-                w.begin_node(&format!("interrupt-controller@{:x}", gicd.as_u64()))?;
                 w.property_string("compatible", "arm,gic-v3")?;
                 w.property_u32("#redistributor-regions", redistributors.len() as u32)?;
-                w.property_cells(
-                    "reg",
-                    &reg_cells(
-                        core::iter::once((gicd.as_u64(), GICV3_GICD_SIZE))
-                            .chain(redistributors.iter().map(|r| (r.start.as_u64(), r.size))),
-                    ),
-                )?;
+                let mut frames = Vec::from([GuestRange::new(*gicd, GICV3_GICD_SIZE)]);
+                frames.extend_from_slice(redistributors);
+                property_reg(w, &frames)?;
                 0
             }
         };
@@ -838,15 +850,24 @@ impl GuestDtSpec<'_> {
         // physical, non-secure physical, virtual; level-low.
         w.begin_node("timer")?;
         w.property_string("compatible", "arm,armv8-timer")?;
-        let mut irqs = Vec::new();
-        for intid in [
-            self.timer.secure_phys,
-            self.timer.nonsecure_phys,
-            self.timer.virt,
-        ] {
-            irqs.extend_from_slice(&ppi_spec(intid, ppi_mask, IRQ_TYPE_LEVEL_LOW));
-        }
-        w.property_cells("interrupts", &irqs)?;
+        // PPI specifiers (3-cell GIC binding): type 1, PPI number, CPU mask
+        // in bits 15:8 and the trigger type.
+        let t = &self.timer;
+        let flags = (ppi_mask << 8) | IRQ_TYPE_LEVEL_LOW;
+        w.property_cells(
+            "interrupts",
+            &[
+                1,
+                t.secure_phys - PPI_BASE,
+                flags,
+                1,
+                t.nonsecure_phys - PPI_BASE,
+                flags,
+                1,
+                t.virt - PPI_BASE,
+                flags,
+            ],
+        )?;
         w.property_empty("always-on")?;
         if let Some(hz) = self.timer.clock_frequency {
             w.property_u32("clock-frequency", hz)?;
@@ -879,7 +900,7 @@ impl GuestDtSpec<'_> {
                     w.property_string_list("compatible", &["arm,pl011", "arm,primecell"])?
                 }
             }
-            w.property_cells("reg", &reg_cells([(u.base.as_u64(), u.size)]))?;
+            property_reg(w, &[GuestRange::new(u.base, u.size)])?;
             w.property_cells("interrupts", &[0, u.spi - SPI_BASE, IRQ_TYPE_LEVEL_HIGH])?;
             w.property_u32("interrupt-parent", gic_phandle)?;
             w.property_u32("current-speed", u.current_speed)?;
@@ -891,8 +912,10 @@ impl GuestDtSpec<'_> {
         }
 
         // Passed-through devices.
-        if let Some(p) = parts.and_then(|p| p.passthrough) {
-            copy_node(w, p, true)?;
+        if let Some((dt, p)) = parts.and_then(|p| Some((p.dt, p.passthrough?))) {
+            w.begin_node("passthrough")?;
+            copy_contents(w, dt, p, true)?;
+            w.end_node()?;
         }
 
         w.end_node()

@@ -112,10 +112,18 @@ impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
         for c in self.0.chars() {
-            if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
-                f.write_char(c)?;
-            } else {
-                write!(f, "{}", c.escape_default())?;
+            // The escapes of `char::escape_default`, without its iterator.
+            match c {
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '"' | '\\' => {
+                    f.write_char('\\')?;
+                    f.write_char(c)?;
+                }
+                ' ' => f.write_char(c)?,
+                _ if c.is_ascii_graphic() => f.write_char(c)?,
+                _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
             }
         }
         f.write_char('"')
@@ -160,12 +168,16 @@ impl fmt::Display for FdtError {
     }
 }
 
-/// One open node while writing.
+/// One open node while writing. Names are kept as offsets into the blocks
+/// being written, so checking them allocates nothing.
 #[derive(Debug)]
 struct OpenNode {
-    path: String,
-    props: Vec<String>,
-    children: Vec<String>,
+    /// Where the node's name is in the structure block.
+    name: (usize, usize),
+    /// The strings-block offsets of its properties' names.
+    props: Vec<u32>,
+    /// Where its children's names are in the structure block.
+    children: Vec<(usize, usize)>,
 }
 
 /// Incremental FDT builder. See the [module documentation](self).
@@ -191,15 +203,18 @@ fn prop_name_char_ok(c: u8) -> bool {
 /// characters of DT spec 2.2.1 (table 2.1), a node-name starting with a
 /// letter, and at most [`MAX_NAME_LEN`] characters.
 pub fn is_valid_node_name(name: &str) -> bool {
-    let (base, unit) = match name.split_once('@') {
-        Some((b, u)) => (b, Some(u)),
-        None => (name, None),
+    let b = name.as_bytes();
+    // The unit address starts after the first '@' (a second one is an
+    // invalid character of the unit address).
+    let at = b.iter().position(|&c| c == b'@').unwrap_or(b.len());
+    let (base, unit) = b.split_at(at);
+    let base_ok = base.len() <= MAX_NAME_LEN
+        && base.first().is_some_and(u8::is_ascii_alphabetic)
+        && base.iter().all(|&c| node_name_char_ok(c));
+    let unit_ok = match unit {
+        [] => true,
+        [_at, address @ ..] => !address.is_empty() && address.iter().all(|&c| node_name_char_ok(c)),
     };
-    let base_ok = !base.is_empty()
-        && base.len() <= MAX_NAME_LEN
-        && base.bytes().all(node_name_char_ok)
-        && base.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
-    let unit_ok = unit.is_none_or(|u| !u.is_empty() && u.bytes().all(node_name_char_ok));
     base_ok && unit_ok
 }
 
@@ -240,40 +255,57 @@ impl FdtWriter {
         }
     }
 
+    /// The bytes of a name kept as a structure-block range.
+    fn name_at(&self, (start, len): (usize, usize)) -> &[u8] {
+        self.structure.get(start..start + len).unwrap_or_default()
+    }
+
+    /// Path of the innermost open node, with `child` appended if given
+    /// (`/` for the root). Only built for error messages.
+    fn path(&self, child: Option<&str>) -> String {
+        let mut path = String::new();
+        for n in self.stack.iter().skip(1) {
+            path.push('/');
+            path.push_str(core::str::from_utf8(self.name_at(n.name)).unwrap_or_default());
+        }
+        if let Some(c) = child {
+            path.push('/');
+            path.push_str(c);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
     /// Opens a node. The first node must be the root, named `""`.
     pub fn begin_node(&mut self, name: &str) -> Result<(), Box<FdtError>> {
-        let path = match self.stack.last_mut() {
-            None => {
-                if self.root_done {
-                    return Err(Box::new(FdtError::SecondRoot(name.to_string())));
-                }
-                if !name.is_empty() {
-                    return Err(Box::new(FdtError::RootNotEmptyName(name.to_string())));
-                }
-                String::from("/")
+        let err = match self.stack.last() {
+            None if self.root_done => Some(FdtError::SecondRoot(name.to_string())),
+            None if !name.is_empty() => Some(FdtError::RootNotEmptyName(name.to_string())),
+            None => None,
+            Some(_) if !is_valid_node_name(name) => {
+                Some(FdtError::InvalidNodeName(name.to_string()))
             }
-            Some(parent) => {
-                if !is_valid_node_name(name) {
-                    return Err(Box::new(FdtError::InvalidNodeName(name.to_string())));
-                }
-                let path = if parent.path == "/" {
-                    alloc::format!("/{name}")
-                } else {
-                    alloc::format!("{}/{name}", parent.path)
-                };
-                if parent.children.iter().any(|c| c == name) {
-                    return Err(Box::new(FdtError::DuplicateNode(path)));
-                }
-                parent.children.push(name.to_string());
-                path
-            }
+            Some(parent) => parent
+                .children
+                .iter()
+                .any(|&c| self.name_at(c) == name.as_bytes())
+                .then(|| FdtError::DuplicateNode(self.path(Some(name)))),
         };
+        if let Some(e) = err {
+            return Err(Box::new(e));
+        }
         self.push_u32(FDT_BEGIN_NODE);
+        let range = (self.structure.len(), name.len());
+        if let Some(parent) = self.stack.last_mut() {
+            parent.children.push(range);
+        }
         self.structure.extend_from_slice(name.as_bytes());
         self.structure.push(0);
         self.pad_structure();
         self.stack.push(OpenNode {
-            path,
+            name: range,
             props: Vec::new(),
             children: Vec::new(),
         });
@@ -314,35 +346,47 @@ impl FdtWriter {
         off
     }
 
+    /// Checks a property of `len` bytes about to be written into the open
+    /// node and writes its header; the caller appends the value and pads.
+    fn property_header(&mut self, name: &str, len: usize) -> Result<(), Box<FdtError>> {
+        let err = match self.stack.last() {
+            None => FdtError::PropertyOutsideNode(name.to_string()),
+            Some(_) if !is_valid_property_name(name) => {
+                FdtError::InvalidPropertyName(name.to_string())
+            }
+            Some(node) if !node.children.is_empty() => FdtError::PropertyAfterChild {
+                node: self.path(None),
+                property: name.to_string(),
+            },
+            Some(_) => {
+                // Same name, same strings-block offset: that is the
+                // duplicate check. A new name cannot be a duplicate.
+                let nameoff = self.string_offset(name);
+                match (self.stack.last_mut(), u32::try_from(len)) {
+                    (Some(node), Ok(len)) if !node.props.contains(&nameoff) => {
+                        node.props.push(nameoff);
+                        self.push_u32(FDT_PROP);
+                        self.push_u32(len);
+                        self.push_u32(nameoff);
+                        return Ok(());
+                    }
+                    (_, Ok(_)) => FdtError::DuplicateProperty {
+                        node: self.path(None),
+                        property: name.to_string(),
+                    },
+                    (_, Err(_)) => FdtError::TooLarge {
+                        size: len,
+                        max: u32::MAX as usize,
+                    },
+                }
+            }
+        };
+        Err(Box::new(err))
+    }
+
     /// Writes a property with a raw value.
     pub fn property(&mut self, name: &str, value: &[u8]) -> Result<(), Box<FdtError>> {
-        let Some(node) = self.stack.last_mut() else {
-            return Err(Box::new(FdtError::PropertyOutsideNode(name.to_string())));
-        };
-        if !is_valid_property_name(name) {
-            return Err(Box::new(FdtError::InvalidPropertyName(name.to_string())));
-        }
-        if !node.children.is_empty() {
-            return Err(Box::new(FdtError::PropertyAfterChild {
-                node: node.path.clone(),
-                property: name.to_string(),
-            }));
-        }
-        if node.props.iter().any(|p| p == name) {
-            return Err(Box::new(FdtError::DuplicateProperty {
-                node: node.path.clone(),
-                property: name.to_string(),
-            }));
-        }
-        node.props.push(name.to_string());
-        let len = u32::try_from(value.len()).map_err(|_| FdtError::TooLarge {
-            size: value.len(),
-            max: u32::MAX as usize,
-        })?;
-        let nameoff = self.string_offset(name);
-        self.push_u32(FDT_PROP);
-        self.push_u32(len);
-        self.push_u32(nameoff);
+        self.property_header(name, value.len())?;
         self.structure.extend_from_slice(value);
         self.pad_structure();
         Ok(())
@@ -355,18 +399,21 @@ impl FdtWriter {
 
     /// Writes a one-cell property.
     pub fn property_u32(&mut self, name: &str, v: u32) -> Result<(), Box<FdtError>> {
-        self.property(name, &v.to_be_bytes())
+        self.property_cells(name, &[v])
     }
 
     /// Writes a two-cell (64-bit big-endian) property.
     pub fn property_u64(&mut self, name: &str, v: u64) -> Result<(), Box<FdtError>> {
-        self.property(name, &v.to_be_bytes())
+        self.property_cells(name, &[(v >> 32) as u32, v as u32])
     }
 
     /// Writes a list of cells.
     pub fn property_cells(&mut self, name: &str, cells: &[u32]) -> Result<(), Box<FdtError>> {
-        let bytes: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
-        self.property(name, &bytes)
+        self.property_header(name, cells.len() * 4)?;
+        for &c in cells {
+            self.push_u32(c);
+        }
+        Ok(())
     }
 
     /// Writes a NUL-terminated string.
@@ -376,17 +423,22 @@ impl FdtWriter {
 
     /// Writes a list of NUL-terminated strings (e.g. `compatible`).
     pub fn property_string_list(&mut self, name: &str, list: &[&str]) -> Result<(), Box<FdtError>> {
-        let mut bytes = Vec::new();
+        let mut len = 0;
         for s in list {
-            if s.as_bytes().contains(&0) {
+            if s.bytes().any(|b| b == 0) {
                 return Err(Box::new(FdtError::NulInString {
                     property: name.to_string(),
                 }));
             }
-            bytes.extend_from_slice(s.as_bytes());
-            bytes.push(0);
+            len += s.len() + 1;
         }
-        self.property(name, &bytes)
+        self.property_header(name, len)?;
+        for s in list {
+            self.structure.extend_from_slice(s.as_bytes());
+            self.structure.push(0);
+        }
+        self.pad_structure();
+        Ok(())
     }
 
     /// Size the blob would have if finished now (with the END token).
@@ -407,8 +459,8 @@ impl FdtWriter {
     /// Like [`finish`](Self::finish), but fails with [`FdtError::TooLarge`]
     /// when the blob exceeds `max` bytes.
     pub fn finish_with_limit(mut self, max: usize) -> Result<Vec<u8>, Box<FdtError>> {
-        if let Some(open) = self.stack.last() {
-            return Err(Box::new(FdtError::UnclosedNode(open.path.clone())));
+        if !self.stack.is_empty() {
+            return Err(Box::new(FdtError::UnclosedNode(self.path(None))));
         }
         if !self.root_done {
             return Err(Box::new(FdtError::NoRootNode));
@@ -475,6 +527,18 @@ mod tests {
             FdtError::InvalidPropertyName(String::from("x@1")).to_string(),
             "invalid property name \"x@1\""
         );
+    }
+
+    #[test]
+    fn quoting_matches_escape_default() {
+        for c in (0..0x3000).filter_map(char::from_u32) {
+            let want = if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') {
+                alloc::format!("\"{c}\"")
+            } else {
+                alloc::format!("\"{}\"", c.escape_default())
+            };
+            assert_eq!(Quoted(c.encode_utf8(&mut [0; 4])).to_string(), want);
+        }
     }
 
     #[test]
@@ -578,6 +642,44 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_nested_paths() {
+        let mut w = FdtWriter::new();
+        w.begin_node("").unwrap();
+        w.begin_node("soc").unwrap();
+        w.begin_node("bus@1000").unwrap();
+        w.property_u32("reg", 1).unwrap();
+        assert_eq!(
+            un(w.property_u32("reg", 2)),
+            Err(FdtError::DuplicateProperty {
+                node: "/soc/bus@1000".into(),
+                property: "reg".into()
+            })
+        );
+        w.begin_node("dev@0").unwrap();
+        w.end_node().unwrap();
+        assert_eq!(
+            un(w.begin_node("dev@0")),
+            Err(FdtError::DuplicateNode("/soc/bus@1000/dev@0".into()))
+        );
+        assert_eq!(
+            un(w.property_empty("late")),
+            Err(FdtError::PropertyAfterChild {
+                node: "/soc/bus@1000".into(),
+                property: "late".into()
+            })
+        );
+        w.end_node().unwrap();
+        // A sibling of the same name under another parent is fine.
+        w.begin_node("bus@2000").unwrap();
+        w.begin_node("dev@0").unwrap();
+        w.property_u32("reg", 1).unwrap();
+        assert_eq!(
+            un(w.finish()),
+            Err(FdtError::UnclosedNode("/soc/bus@2000/dev@0".into()))
+        );
+    }
+
+    #[test]
     fn unclosed_and_empty_trees_fail_to_finish() {
         assert_eq!(un(FdtWriter::new().finish()), Err(FdtError::NoRootNode));
         let mut w = FdtWriter::new();
@@ -605,6 +707,38 @@ mod tests {
         w.property("blob", &[0u8; 100]).unwrap();
         w.end_node().unwrap();
         assert_eq!(w.finish().unwrap().len(), predicted);
+    }
+
+    #[test]
+    fn node_names_match_the_split_once_rule() {
+        // The rule as first written: split at the first '@', check each side.
+        fn reference(name: &str) -> bool {
+            let (base, unit) = match name.split_once('@') {
+                Some((b, u)) => (b, Some(u)),
+                None => (name, None),
+            };
+            let base_ok = !base.is_empty()
+                && base.len() <= MAX_NAME_LEN
+                && base.bytes().all(node_name_char_ok)
+                && base.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
+            let unit_ok = unit.is_none_or(|u| !u.is_empty() && u.bytes().all(node_name_char_ok));
+            base_ok && unit_ok
+        }
+        let alphabet = ['a', 'Z', '0', '@', ',', '-', ' ', '/'];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = names
+                .iter()
+                .flat_map(|n| alphabet.iter().map(move |c| alloc::format!("{n}{c}")))
+                .collect();
+            names.extend(longer);
+        }
+        names.push("x".repeat(255));
+        names.push("x".repeat(256));
+        names.push(alloc::format!("{}@1", "x".repeat(255)));
+        for n in &names {
+            assert_eq!(is_valid_node_name(n), reference(n), "{n:?}");
+        }
     }
 
     #[test]

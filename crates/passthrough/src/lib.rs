@@ -159,13 +159,7 @@ fn parse_devices(
     partial_dtb: &[u8],
     host: &HostView<'_>,
 ) -> Result<(Assignment, Vec<Device>), Box<AssignError>> {
-    let err = |node: String, kind: ErrorKind| {
-        Box::new(AssignError {
-            domain: domain.name.to_string(),
-            node,
-            kind,
-        })
-    };
+    let err = |node: String, kind: ErrorKind| fail(domain.name, node, kind);
     let dt = DeviceTree::parse(partial_dtb)
         .map_err(|e| err(String::from("/"), ErrorKind::InvalidDtb(e)))?;
     check_phandles(&dt).map_err(|(id, kind)| err(dt.path(id), kind))?;
@@ -179,37 +173,47 @@ fn parse_devices(
     else {
         return Ok((out, devices));
     };
-    // Depth-first over /passthrough and all its descendants.
-    let mut stack = alloc::vec![pt];
-    while let Some(id) = stack.pop() {
-        let kids: Vec<NodeId> = dt.children(id).collect();
-        stack.extend(kids.into_iter().rev());
-        let path = dt.path(id);
+    // Depth-first over /passthrough and all its descendants: the nodes
+    // under it, in blob order.
+    for id in dt.nodes().filter(|&id| is_within(&dt, id, pt)) {
         let dev = device(domain, &dt, id, pt, host, &mut out.warnings)
-            .map_err(|kind| err(path.clone(), kind))?;
+            .map_err(|kind| err(dt.path(id), kind))?;
         if let Some(dev) = dev {
             devices.push(dev);
         }
     }
     // Resource checks inside the domain: guest overlaps, vPL011 clash,
     // duplicate SPIs between devices.
-    let mut seen: Vec<(&MmioMapping, &str)> = Vec::new();
     for dev in &devices {
         for m in &dev.mmio {
-            if let Some((other, node)) = seen
+            // out.mmio holds the mappings of the devices before, in order.
+            if let Some(j) = out
+                .mmio
                 .iter()
-                .find(|(o, _)| o.guest_range().overlaps(&m.guest_range()))
+                .position(|o| o.guest_range().overlaps(&m.guest_range()))
             {
+                let mut rest = j;
+                let other_node = devices
+                    .iter()
+                    .find(|d| {
+                        let hit = rest < d.mmio.len();
+                        rest = rest.saturating_sub(d.mmio.len());
+                        hit
+                    })
+                    .map_or("", |d| d.node.as_str());
                 return Err(err(
                     dev.node.clone(),
                     ErrorKind::GuestOverlap {
                         range: m.guest_range(),
-                        other_node: node.to_string(),
-                        other: other.guest_range(),
+                        other_node: other_node.to_string(),
+                        other: out
+                            .mmio
+                            .get(j)
+                            .map_or(m.guest_range(), MmioMapping::guest_range),
                     },
                 ));
             }
-            seen.push((m, &dev.node));
+            out.mmio.push(*m);
         }
     }
     for dev in &devices {
@@ -218,13 +222,33 @@ fn parse_devices(
                 return Err(err(dev.node.clone(), ErrorKind::Vpl011Clash { intid }));
             }
         }
-        out.mmio.extend(dev.mmio.iter().copied());
         out.irqs.extend(dev.irqs.iter().copied());
         out.devices.push(dev.node.clone());
     }
     tessel_addr::sort_small(&mut out.irqs);
     out.irqs.dedup();
     Ok((out, devices))
+}
+
+/// The refusal of `domain` for partial-DT node `node`.
+fn fail(domain: &str, node: String, kind: ErrorKind) -> Box<AssignError> {
+    Box::new(AssignError {
+        domain: domain.to_string(),
+        node,
+        kind,
+    })
+}
+
+/// Whether `id` is `top` or one of its descendants.
+fn is_within(dt: &DeviceTree, id: NodeId, top: NodeId) -> bool {
+    let mut cur = Some(id);
+    while let Some(c) = cur {
+        if c == top {
+            return true;
+        }
+        cur = dt.node(c).parent;
+    }
+    false
 }
 
 /// Refuses phandles in the reserved range anywhere in the partial DT.
@@ -347,7 +371,12 @@ fn device(
             .ok_or_else(|| ErrorKind::HostGicMissing {
                 path: host.gic_path.to_string(),
             })?;
-        for irq in host_interrupts(host.dt, hid, gic)? {
+        let irqs_of_host =
+            host_interrupts(host.dt, hid, gic).map_err(|what| ErrorKind::HostInterrupts {
+                path: hpath.clone(),
+                what,
+            })?;
+        for irq in irqs_of_host {
             match irq {
                 HostIrq::Gic(intid) => {
                     if !(SPI_FIRST..=SPI_LAST).contains(&intid) {
@@ -451,49 +480,53 @@ fn decode_spec(
 
 /// Every interrupt of host node `id`, from `interrupts-extended` or from
 /// `interrupts` with the inherited `interrupt-parent`.
-fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostIrq>, ErrorKind> {
-    let bad = |what: &'static str| ErrorKind::HostInterrupts {
-        path: dt.path(id),
-        what,
-    };
-    let ncells = |ctrl: NodeId| -> Result<usize, ErrorKind> {
+/// `Err` says what is malformed.
+fn host_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<HostIrq>, &'static str> {
+    let ncells = |ctrl: NodeId| -> Result<usize, &'static str> {
         match dt.prop_u32(ctrl, "#interrupt-cells") {
             Some(n @ 1..=8) => Ok(n as usize),
-            _ => Err(bad(
-                "the controller's #interrupt-cells is missing or not 1..8",
-            )),
+            _ => Err("the controller's #interrupt-cells is missing or not 1..8"),
         }
     };
+    // `interrupts-extended` is <phandle specifier>..., `interrupts` a list
+    // of specifiers of the one inherited interrupt parent.
+    let (v, parent) = match (
+        dt.prop(id, "interrupts-extended"),
+        dt.prop(id, "interrupts"),
+    ) {
+        (Some(v), _) => (v, None),
+        (None, Some(v)) => {
+            let ctrl = interrupt_parent(dt, id)
+                .flatten()
+                .ok_or("no interrupt-parent resolves to a node")?;
+            (v, Some((ctrl, ncells(ctrl)?)))
+        }
+        (None, None) => return Ok(Vec::new()),
+    };
+    let cells = be_cells(v).ok_or(match parent {
+        None => "interrupts-extended is not whole cells",
+        Some(_) => "interrupts is not whole cells",
+    })?;
+    if let Some((_, n)) = parent
+        && (cells.is_empty() || cells.len() % n != 0)
+    {
+        return Err("interrupts is not a whole number of specifiers");
+    }
     let mut out = Vec::new();
-    if let Some(v) = dt.prop(id, "interrupts-extended") {
-        let cells = be_cells(v).ok_or_else(|| bad("interrupts-extended is not whole cells"))?;
-        let mut rest = cells.as_slice();
-        while let [ph, tail @ ..] = rest {
-            let ctrl = dt
-                .find_phandle(*ph)
-                .ok_or_else(|| bad("interrupts-extended names an unknown phandle"))?;
-            let n = ncells(ctrl)?;
-            let spec = tail
-                .get(..n)
-                .ok_or_else(|| bad("interrupts-extended is truncated"))?;
-            out.push(decode_spec(ctrl, gic, spec, out.len()).map_err(bad)?);
-            rest = tail.get(n..).unwrap_or(&[]);
-        }
-        return Ok(out);
-    }
-    let Some(v) = dt.prop(id, "interrupts") else {
-        return Ok(out);
-    };
-    let ctrl = interrupt_parent(dt, id)
-        .flatten()
-        .ok_or_else(|| bad("no interrupt-parent resolves to a node"))?;
-    let n = ncells(ctrl)?;
-    let cells = be_cells(v).ok_or_else(|| bad("interrupts is not whole cells"))?;
-    if cells.is_empty() || cells.len() % n != 0 {
-        return Err(bad("interrupts is not a whole number of specifiers"));
-    }
-    for (index, spec) in cells.chunks_exact(n).enumerate() {
-        out.push(decode_spec(ctrl, gic, spec, index).map_err(bad)?);
+    let mut rest = cells.as_slice();
+    while let [ph, tail @ ..] = rest {
+        let (ctrl, specs) = match parent {
+            Some((ctrl, _)) => (ctrl, rest),
+            None => (
+                dt.find_phandle(*ph)
+                    .ok_or("interrupts-extended names an unknown phandle")?,
+                tail,
+            ),
+        };
+        let n = ncells(ctrl)?;
+        let spec = specs.get(..n).ok_or("interrupts-extended is truncated")?;
+        out.push(decode_spec(ctrl, gic, spec, out.len())?);
+        rest = specs.get(n..).unwrap_or(&[]);
     }
     Ok(out)
 }
@@ -529,18 +562,23 @@ impl Registry {
         host: &HostView<'_>,
     ) -> Result<Assignment, Box<AssignError>> {
         let (out, devices) = parse_devices(domain, partial_dtb, host)?;
-        let mut mmio: Vec<(HostRange, Owner)> = Vec::new();
-        let mut irqs: Vec<(u32, Owner)> = Vec::new();
-        for dev in &devices {
-            let err = |kind| {
-                Box::new(AssignError {
-                    domain: domain.name.to_string(),
-                    node: dev.node.clone(),
-                    kind,
-                })
-            };
+        let kept = (self.mmio.len(), self.irqs.len());
+        let claimed = self.claim(domain.name, &devices);
+        if claimed.is_err() {
+            // A refused domain leaves no claim behind.
+            self.mmio.truncate(kept.0);
+            self.irqs.truncate(kept.1);
+        }
+        claimed.map(|()| out)
+    }
+
+    /// Records the claims of `domain`'s devices, refusing any overlap with
+    /// a forbidden region or an earlier claim (of this domain too).
+    fn claim(&mut self, domain: &str, devices: &[Device]) -> Result<(), Box<AssignError>> {
+        for dev in devices {
+            let err = |kind| fail(domain, dev.node.clone(), kind);
             let me = Owner {
-                domain: domain.name.to_string(),
+                domain: domain.to_string(),
                 node: dev.node.clone(),
             };
             for m in &dev.mmio {
@@ -551,38 +589,26 @@ impl Registry {
                         kept: f.range,
                     }));
                 }
-                if let Some((owned, owner)) = self
-                    .mmio
-                    .iter()
-                    .chain(mmio.iter())
-                    .find(|(r, _)| r.overlaps(&m.host))
-                {
+                if let Some((owned, owner)) = self.mmio.iter().find(|(r, _)| r.overlaps(&m.host)) {
                     return Err(err(ErrorKind::MmioOwned {
                         range: m.host,
                         owner: Box::new(owner.clone()),
                         owned: *owned,
                     }));
                 }
-                mmio.push((m.host, me.clone()));
+                self.mmio.push((m.host, me.clone()));
             }
             for &intid in &dev.irqs {
-                if let Some((_, owner)) = self
-                    .irqs
-                    .iter()
-                    .chain(irqs.iter())
-                    .find(|(i, _)| *i == intid)
-                {
+                if let Some((_, owner)) = self.irqs.iter().find(|(i, _)| *i == intid) {
                     return Err(err(ErrorKind::IrqOwned {
                         intid,
                         owner: Box::new(owner.clone()),
                     }));
                 }
-                irqs.push((intid, me.clone()));
+                self.irqs.push((intid, me.clone()));
             }
         }
-        self.mmio.extend(mmio);
-        self.irqs.extend(irqs);
-        Ok(out)
+        Ok(())
     }
 
     /// Drops every claim of `domain`; returns how many were dropped.
