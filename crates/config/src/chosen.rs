@@ -367,11 +367,12 @@ pub(crate) fn parse_chosen(
         Some(v) => {
             let s = str_value(v).map(String::from);
             if s.is_none() {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     "/chosen",
                     Some("xen,xen-bootargs"),
                     "not a NUL-terminated string; ignored",
-                ));
+                );
             }
             s
         }
@@ -400,11 +401,12 @@ pub(crate) fn parse_chosen(
             match module_reg(dt, m, &path) {
                 Ok(range) => {
                     if domain.is_none() && kind == ModuleKind::Kernel {
-                        warnings.push(Warning::new(
+                        Warning::push(
+                            warnings,
                             &path,
                             None,
                             "top-level (dom0) kernel module ignored: Tessel has no dom0",
-                        ));
+                        );
                     }
                     out.modules.push(BootModule {
                         kind,
@@ -416,11 +418,12 @@ pub(crate) fn parse_chosen(
                 }
                 // Errors in a domain's own modules refuse that domain below.
                 Err(_) if domain.is_some() => {}
-                Err(e) => warnings.push(Warning::new(
+                Err(e) => Warning::push(
+                    warnings,
                     &e.node,
                     Some("reg"),
                     "malformed module reg; module not reserved",
-                )),
+                ),
             }
         }
     }
@@ -447,13 +450,14 @@ fn parse_domain(
     for p in &dt.node(d).props {
         let pn = p.name.as_str();
         if XEN_UNSUPPORTED_PROPS.contains(&pn) {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 name,
                 Some(pn),
                 "Xen property not supported by Tessel; ignored",
-            ));
+            );
         } else if !KNOWN_PROPS.contains(&pn) {
-            warnings.push(Warning::new(name, Some(pn), "unknown property; ignored"));
+            Warning::push(warnings, name, Some(pn), "unknown property; ignored");
         }
     }
 
@@ -568,11 +572,12 @@ fn parse_domain(
             continue;
         }
         let Some(kind) = ModuleKind::of(dt, c) else {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 None,
                 "sub-node is neither a boot module nor xen,vcpu; ignored",
-            ));
+            );
             continue;
         };
         let slot = match kind {
@@ -580,21 +585,23 @@ fn parse_domain(
             ModuleKind::Ramdisk => &mut ramdisk,
             ModuleKind::DeviceTree => &mut device_tree,
             _ => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &sub,
                     Some("compatible"),
                     "module kind has no meaning inside a domain; ignored",
-                ));
+                );
                 continue;
             }
         };
         if !dt.is_compatible(c, "multiboot,module") && !dt.is_compatible(c, "xen,multiboot-module")
         {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 Some("compatible"),
                 "lacks the generic \"multiboot,module\" Xen requires; accepted",
-            ));
+            );
         }
         let range = module_reg(dt, c, &sub)?;
         if dt.prop(c, "reg").is_some_and(|v| {
@@ -602,11 +609,12 @@ fn parse_domain(
                 .ok()
                 .is_some_and(|(a, s)| v.len() > (a + s) as usize * 4)
         }) {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 Some("reg"),
                 "more than one (address, size) entry; only the first is used",
-            ));
+            );
         }
         let bootargs = string_prop(dt, c, &sub, "bootargs")?;
         if let Some(prev) = slot {
@@ -634,7 +642,8 @@ fn parse_domain(
         )
     })?;
     if node_bootargs.is_some() {
-        warnings.push(Warning::new(
+        Warning::push(
+            warnings,
             name,
             Some("bootargs"),
             if kernel.bootargs.is_some() {
@@ -642,7 +651,7 @@ fn parse_domain(
             } else {
                 "not a Xen binding (Xen ignores it); Tessel uses it as the kernel command line"
             },
-        ));
+        );
     }
 
     let passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
@@ -739,11 +748,12 @@ fn parse_static_mem(
             };
             return Err(ConfigError::new(name, Some(missing), ErrorKind::Missing));
         };
-        warnings.push(Warning::new(
+        Warning::push(
+            warnings,
             name,
             Some("#xen,static-mem-address-cells"),
             "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
-        ));
+        );
         (a, s)
     } else {
         // Xen >= 4.17: the cells governing the domain node itself, i.e. its

@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use tessel_addr::cells::CellError;
@@ -264,12 +265,19 @@ pub struct Warning {
 }
 
 impl Warning {
-    pub(crate) fn new(node: &str, property: Option<&str>, message: &'static str) -> Self {
-        Self {
+    /// Appends a warning to `warnings`: one out-of-line call per site
+    /// rather than an inlined construction and `Vec::push` at each.
+    pub(crate) fn push(
+        warnings: &mut Vec<Self>,
+        node: &str,
+        property: Option<&str>,
+        message: &'static str,
+    ) {
+        warnings.push(Self {
             node: String::from(node),
             property: property.map(String::from),
             message,
-        }
+        });
     }
 }
 

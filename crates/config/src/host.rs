@@ -446,11 +446,12 @@ impl HostPlatform {
             for n in dt.children(rm) {
                 if dt.prop(n, "reg").is_none() {
                     // Dynamically placed (`size`/`alloc-ranges`): nothing fixed.
-                    warnings.push(Warning::new(
+                    Warning::push(
+                        warnings,
                         &dt.path(n),
                         Some("reg"),
                         "reserved-memory node without reg (dynamic placement) ignored",
-                    ));
+                    );
                     continue;
                 }
                 let path = dt.path(n);
@@ -651,7 +652,7 @@ impl HostPlatform {
             return None;
         };
         let warn = |w: &mut Vec<Warning>, msg| {
-            w.push(Warning::new("/chosen", Some(prop), msg));
+            Warning::push(w, "/chosen", Some(prop), msg);
             None
         };
         let Some(spec) = dt.prop_str(chosen, prop) else {
@@ -688,11 +689,12 @@ impl HostPlatform {
         let intid = match gic_interrupts(dt, node, gic) {
             Ok(v) => v.first().copied(),
             Err(_) => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(node),
                     Some("interrupts"),
                     "console UART interrupt not decodable as a GIC SPI/PPI; polled only",
-                ));
+                );
                 None
             }
         };
@@ -721,11 +723,12 @@ impl HostPlatform {
                 clock_frequency: dt.prop_u32(n, "clock-frequency"),
             }),
             _ => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(n),
                     Some("interrupts"),
                     "timer needs 4 GIC PPIs (secure, non-secure, virtual, hypervisor); ignored",
-                ));
+                );
                 None
             }
         }
@@ -742,11 +745,12 @@ impl HostPlatform {
             Some("hvc") => PsciMethod::Hvc,
             Some("smc") => PsciMethod::Smc,
             _ => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(n),
                     Some("method"),
                     "PSCI method is neither \"hvc\" nor \"smc\"; PSCI ignored",
-                ));
+                );
                 return None;
             }
         };
@@ -803,11 +807,12 @@ impl HostPlatform {
                         }
                     }
                 }
-                Err(_) => warnings.push(Warning::new(
+                Err(_) => Warning::push(
+                    warnings,
                     &dt.path(id),
                     Some("reg"),
                     "malformed reg; device left out of the MMIO map",
-                )),
+                ),
             }
         }
         for &c in &dt.node(id).children {

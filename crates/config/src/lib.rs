@@ -134,11 +134,12 @@ fn vgic_option(args: &str, warnings: &mut Vec<Warning>) -> Option<VgicModel> {
         .next_back()?;
     let model = VgicModel::from_name(value);
     if model.is_none() {
-        warnings.push(Warning::new(
+        Warning::push(
+            warnings,
             "/chosen",
             Some("xen,xen-bootargs"),
             "vgic= names no vGIC model (\"classic\", \"new\" or \"per-irq\"); using the default",
-        ));
+        );
     }
     model
 }
