@@ -387,12 +387,8 @@ pub(crate) fn parse_chosen(
     // Boot modules at depth <= 3 (children and grandchildren of /chosen).
     for c in dt.children(chosen) {
         let in_domain = dt.is_compatible(c, "xen,domain");
-        let mut candidates: Vec<NodeId> = Vec::new();
-        if !in_domain {
-            candidates.push(c);
-        }
-        candidates.extend(dt.children(c));
-        for m in candidates {
+        let candidates = (!in_domain).then_some(c).into_iter();
+        for m in candidates.chain(dt.children(c)) {
             let Some(kind) = ModuleKind::of(dt, m) else {
                 continue;
             };
