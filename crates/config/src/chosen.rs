@@ -5,7 +5,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use tessel_addr::{Address, HostRange, PAGE_SIZE};
+use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
 use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
@@ -440,6 +440,41 @@ fn parse_domain(
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
 ) -> Result<DomainConfig, Box<ConfigError>> {
+    let mut cfg = DomainConfig {
+        name: String::from(dt.node(d).name.as_str()),
+        memory_kib: 0,
+        cpus: 0,
+        vpl011: false,
+        direct_map: false,
+        static_mem: Vec::new(),
+        nr_spis: None,
+        passthrough: false,
+        capabilities: 0,
+        kernel: Module {
+            node: String::new(),
+            range: HostRange::new(HostPhysAddr(0), 0),
+            bootargs: None,
+        },
+        ramdisk: None,
+        device_tree: None,
+        node_bootargs: None,
+        vcpu_affinity: Vec::new(),
+        vgic_model: None,
+    };
+    // Everything the domain owns is in `cfg`: an error drops it in one
+    // place rather than dropping each partial result at each `?`.
+    fill_domain(&mut cfg, dt, chosen, d, host, warnings)?;
+    Ok(cfg)
+}
+
+fn fill_domain(
+    cfg: &mut DomainConfig,
+    dt: &DeviceTree,
+    chosen: NodeId,
+    d: NodeId,
+    host: &HostPlatform,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), Box<ConfigError>> {
     let name = dt.node(d).name.as_str();
     let e = |prop: &str, k| ConfigError::new(name, Some(prop), k);
 
@@ -490,6 +525,7 @@ fn parse_domain(
             ErrorKind::Invalid("must be a whole number of 4 KiB pages"),
         ));
     }
+    cfg.memory_kib = memory_kib;
 
     let max_vcpus = match host.gic.version {
         GicVersion::V2 => MAX_VCPUS_GICV2,
@@ -506,12 +542,15 @@ fn parse_domain(
             },
         ));
     }
+    cfg.cpus = cpus;
 
     let vpl011 = dt.prop(d, "vpl011").is_some();
     let direct_map = dt.prop(d, "direct-map").is_some();
+    cfg.vpl011 = vpl011;
+    cfg.direct_map = direct_map;
 
-    let static_mem = parse_static_mem(dt, chosen, d, name, memory_kib, warnings)?;
-    if direct_map && static_mem.is_empty() {
+    cfg.static_mem = parse_static_mem(dt, chosen, d, name, memory_kib, warnings)?;
+    if direct_map && cfg.static_mem.is_empty() {
         return Err(e("direct-map", ErrorKind::Requires("xen,static-mem")));
     }
 
@@ -542,6 +581,7 @@ fn parse_domain(
             ));
         }
     }
+    cfg.nr_spis = nr_spis;
 
     let capabilities = u32_prop(dt, d, name, "capabilities")?.unwrap_or(0);
     if capabilities & !(CAP_CONTROL | CAP_HARDWARE | CAP_XENSTORE) != 0 {
@@ -550,21 +590,19 @@ fn parse_domain(
             ErrorKind::Invalid("unknown bits set (known: 0x1 control, 0x2 hardware, 0x4 xenstore)"),
         ));
     }
+    cfg.capabilities = capabilities;
 
-    let node_bootargs = string_prop(dt, d, name, "bootargs")?;
+    cfg.node_bootargs = string_prop(dt, d, name, "bootargs")?;
 
     // Sub-nodes: modules and vCPU affinity.
-    let mut kernel: Option<Module> = None;
-    let mut ramdisk: Option<Module> = None;
-    let mut device_tree: Option<Module> = None;
-    let mut vcpu_affinity = Vec::new();
+    let mut have_kernel = false;
     for c in dt.children(d) {
         let cname = dt.node(c).name.as_str();
         let mut sub = String::from(name);
         sub.push('/');
         sub.push_str(cname);
         if dt.is_compatible(c, "xen,vcpu") {
-            vcpu_affinity.push(parse_vcpu(dt, c, &sub, cpus, host)?);
+            cfg.vcpu_affinity.push(parse_vcpu(dt, c, &sub, cpus, host)?);
             continue;
         }
         let Some(kind) = ModuleKind::of(dt, c) else {
@@ -576,20 +614,18 @@ fn parse_domain(
             );
             continue;
         };
-        let slot = match kind {
-            ModuleKind::Kernel => &mut kernel,
-            ModuleKind::Ramdisk => &mut ramdisk,
-            ModuleKind::DeviceTree => &mut device_tree,
-            _ => {
-                Warning::push(
-                    warnings,
-                    &sub,
-                    Some("compatible"),
-                    "module kind has no meaning inside a domain; ignored",
-                );
-                continue;
-            }
-        };
+        if !matches!(
+            kind,
+            ModuleKind::Kernel | ModuleKind::Ramdisk | ModuleKind::DeviceTree
+        ) {
+            Warning::push(
+                warnings,
+                &sub,
+                Some("compatible"),
+                "module kind has no meaning inside a domain; ignored",
+            );
+            continue;
+        }
         if !dt.is_compatible(c, "multiboot,module") && !dt.is_compatible(c, "xen,multiboot-module")
         {
             Warning::push(
@@ -613,36 +649,47 @@ fn parse_domain(
             );
         }
         let bootargs = string_prop(dt, c, &sub, "bootargs")?;
+        let module = Module {
+            node: String::from(cname),
+            range,
+            bootargs,
+        };
+        let slot = match kind {
+            ModuleKind::Kernel => {
+                let first = have_kernel;
+                have_kernel = true;
+                // Always stores the module (`then_some` is eager); what it
+                // replaced is a duplicate only if a kernel came before.
+                first.then_some(core::mem::replace(&mut cfg.kernel, module))
+            }
+            ModuleKind::Ramdisk => cfg.ramdisk.replace(module),
+            _ => cfg.device_tree.replace(module),
+        };
         if let Some(prev) = slot {
             return Err(ConfigError::new(
                 name,
                 None,
                 ErrorKind::Duplicate {
                     what: kind.describe(),
-                    first: prev.node.clone(),
+                    first: prev.node,
                     second: String::from(cname),
                 },
             ));
         }
-        *slot = Some(Module {
-            node: String::from(cname),
-            range,
-            bootargs,
-        });
     }
-    let kernel = kernel.ok_or_else(|| {
-        ConfigError::new(
+    if !have_kernel {
+        return Err(ConfigError::new(
             name,
             None,
             ErrorKind::NoDevice("kernel module (compatible \"multiboot,kernel\")"),
-        )
-    })?;
-    if node_bootargs.is_some() {
+        ));
+    }
+    if cfg.node_bootargs.is_some() {
         Warning::push(
             warnings,
             name,
             Some("bootargs"),
-            if kernel.bootargs.is_some() {
+            if cfg.kernel.bootargs.is_some() {
                 "not a Xen binding; the kernel module's bootargs take precedence, this is ignored"
             } else {
                 "not a Xen binding (Xen ignores it); Tessel uses it as the kernel command line"
@@ -650,8 +697,8 @@ fn parse_domain(
         );
     }
 
-    let passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
-        None => device_tree.is_some(),
+    cfg.passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
+        None => cfg.device_tree.is_some(),
         Some("enabled") => true,
         Some("disabled") => false,
         Some(other) => {
@@ -665,7 +712,7 @@ fn parse_domain(
         }
     };
 
-    let vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
+    cfg.vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
         None => None,
         Some(v) => Some(VgicModel::from_name(&v).ok_or_else(|| {
             e(
@@ -677,24 +724,7 @@ fn parse_domain(
             )
         })?),
     };
-
-    Ok(DomainConfig {
-        name: String::from(name),
-        memory_kib,
-        cpus,
-        vpl011,
-        direct_map,
-        static_mem,
-        nr_spis,
-        passthrough,
-        capabilities,
-        kernel,
-        ramdisk,
-        device_tree,
-        node_bootargs,
-        vcpu_affinity,
-        vgic_model,
-    })
+    Ok(())
 }
 
 /// A direct-mapped domain's vPL011 sits at the host console UART's address
