@@ -251,7 +251,27 @@ pub(crate) fn decode_reg(
     if !(1..=2).contains(&sc) {
         return Err(ErrorKind::BadCellCount(sc));
     }
-    Ok(cells::reg(v, ac, sc).map_err(ErrorKind::Cells)?.collect())
+    // As `cells::reg` decodes it, written as a loop: smaller than
+    // collecting its iterator.
+    let tuple = (ac + sc) as usize * 4;
+    if v.is_empty() {
+        return Err(ErrorKind::Cells(cells::CellError::Empty));
+    }
+    if !v.len().is_multiple_of(tuple) {
+        return Err(ErrorKind::Cells(cells::CellError::Truncated {
+            len: v.len(),
+            tuple,
+        }));
+    }
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some((a, r)) = cells::read(rest, ac)
+        && let Some((s, r)) = cells::read(r, sc)
+    {
+        out.push((a, s));
+        rest = r;
+    }
+    Ok(out)
 }
 
 fn host_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<HostRange>, Box<HostError>> {
