@@ -347,14 +347,17 @@ fn gic_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<u32>, 
             got: v.len(),
         });
     }
-    v.chunks_exact(width)
-        .map(|c| {
-            let (kind, rest) = cells::read(c, 1).ok_or(ErrorKind::Invalid("short specifier"))?;
-            let (num, _) = cells::read(rest, 1).ok_or(ErrorKind::Invalid("short specifier"))?;
-            // Both values were read from one cell, so they fit in u32.
-            gic_spec_to_intid(kind as u32, num as u32)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for c in v.chunks_exact(width) {
+        // A specifier has at least 3 cells (checked above), so both reads
+        // succeed; each value is one cell, so it fits in u32.
+        if let Some((kind, rest)) = cells::read(c, 1)
+            && let Some((num, _)) = cells::read(rest, 1)
+        {
+            out.push(gic_spec_to_intid(kind as u32, num as u32)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Translates a bus address of `id`'s parent bus to a host physical
