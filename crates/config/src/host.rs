@@ -274,14 +274,31 @@ pub(crate) fn decode_reg(
     Ok(out)
 }
 
+/// `id`'s `reg` (with its parent's cells) as checked host ranges, appended
+/// to `out`. With `skip_empty`, zero-sized entries are left out.
+fn host_reg_into(
+    dt: &DeviceTree,
+    id: NodeId,
+    skip_empty: bool,
+    out: &mut Vec<HostRange>,
+) -> Result<(), Box<HostError>> {
+    let mut decode = || {
+        let c = dt.reg_cells(id).map_err(ErrorKind::BadCellCount)?;
+        for (a, s) in decode_reg(dt, id, "reg", c)? {
+            if !(skip_empty && s == 0) {
+                out.push(checked_range(a, s)?);
+            }
+        }
+        Ok(())
+    };
+    decode().map_err(|k| err(dt, id, Some("reg"), k))
+}
+
+/// `id`'s `reg` (with its parent's cells) as checked host ranges.
 fn host_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<HostRange>, Box<HostError>> {
-    let c = dt
-        .reg_cells(id)
-        .map_err(|v| err(dt, id, Some("reg"), ErrorKind::BadCellCount(v)))?;
-    let raw = decode_reg(dt, id, "reg", c).map_err(|k| err(dt, id, Some("reg"), k))?;
-    raw.into_iter()
-        .map(|(a, s)| checked_range(a, s).map_err(|k| err(dt, id, Some("reg"), k)))
-        .collect()
+    let mut out = Vec::new();
+    host_reg_into(dt, id, false, &mut out)?;
+    Ok(out)
 }
 
 pub(crate) fn checked_range(start: u64, size: u64) -> Result<HostRange, ErrorKind> {
@@ -434,13 +451,7 @@ impl HostPlatform {
             }
             // A memory node may have zero-size entries (placeholders filled
             // by firmware); skip those rather than reject the platform.
-            let c = dt
-                .reg_cells(n)
-                .map_err(|v| err(dt, n, Some("reg"), ErrorKind::BadCellCount(v)))?;
-            let raw = decode_reg(dt, n, "reg", c).map_err(|k| err(dt, n, Some("reg"), k))?;
-            for (a, s) in raw.into_iter().filter(|&(_, s)| s != 0) {
-                ram.push(checked_range(a, s).map_err(|k| err(dt, n, Some("reg"), k))?);
-            }
+            host_reg_into(dt, n, true, &mut ram)?;
         }
         if ram.is_empty() {
             return Err(HostError::node(
