@@ -9,7 +9,7 @@ use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
 use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
-use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg};
+use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg, own_reg};
 
 /// vCPU limit of a GICv2 (8 CPU interfaces, IHI 0048B 1.4.1).
 pub const MAX_VCPUS_GICV2: u32 = 8;
@@ -311,13 +311,14 @@ fn string_prop(
 
 /// Decodes a module's `reg` (one entry) with the cells governing `n`.
 fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Box<ConfigError>> {
-    let e = |k| ConfigError::new(node, Some("reg"), k);
-    let cells = dt.reg_cells(n).map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-    let regs = decode_reg(dt, n, "reg", cells).map_err(e)?;
-    let &(a, s) = regs
-        .first()
-        .ok_or_else(|| e(ErrorKind::Cells(tessel_addr::cells::CellError::Empty)))?;
-    checked_range(a, s).map_err(e)
+    let first = || {
+        let regs = own_reg(dt, n)?;
+        let &(a, s) = regs
+            .first()
+            .ok_or(ErrorKind::Cells(tessel_addr::cells::CellError::Empty))?;
+        checked_range(a, s)
+    };
+    first().map_err(|k| ConfigError::new(node, Some("reg"), k))
 }
 
 /// Parses a `hard-affinity` string such as `"0-3,5"` (ASCII whitespace

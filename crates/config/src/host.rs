@@ -276,6 +276,16 @@ pub(crate) fn decode_reg(
 
 /// `id`'s `reg` (with its parent's cells) as checked host ranges, appended
 /// to `out`. With `skip_empty`, zero-sized entries are left out.
+/// `id`'s `reg`, decoded with the cells of its parent.
+pub(crate) fn own_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<(u64, u64)>, ErrorKind> {
+    decode_reg(
+        dt,
+        id,
+        "reg",
+        dt.reg_cells(id).map_err(ErrorKind::BadCellCount)?,
+    )
+}
+
 fn host_reg_into(
     dt: &DeviceTree,
     id: NodeId,
@@ -283,8 +293,7 @@ fn host_reg_into(
     out: &mut Vec<HostRange>,
 ) -> Result<(), Box<HostError>> {
     let mut decode = || {
-        let c = dt.reg_cells(id).map_err(ErrorKind::BadCellCount)?;
-        for (a, s) in decode_reg(dt, id, "reg", c)? {
+        for (a, s) in own_reg(dt, id)? {
             if !(skip_empty && s == 0) {
                 out.push(checked_range(a, s)?);
             }
@@ -818,11 +827,7 @@ impl HostPlatform {
         }
         let no_mmio = matches!(dt.reg_cells(id), Ok((_, 0)));
         if dt.prop(id, "reg").is_some() && !no_mmio {
-            match dt
-                .reg_cells(id)
-                .map_err(ErrorKind::BadCellCount)
-                .and_then(|c| decode_reg(dt, id, "reg", c))
-            {
+            match own_reg(dt, id) {
                 Ok(regs) => {
                     for (a, s) in regs {
                         if s == 0 {
