@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
 use crate::error::{ConfigError, ErrorKind, Warning};
-use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
+use crate::fdt::{Cells, DeviceTree, NodeId, listed, str_value};
 use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg, own_reg};
 
 /// vCPU limit of a GICv2 (8 CPU interfaces, IHI 0048B 1.4.1).
@@ -26,43 +26,45 @@ pub const CAP_HARDWARE: u32 = 0x2;
 /// `capabilities` bit: xenstore domain (Xen DOMAIN_CAPS_XENSTORE).
 pub const CAP_XENSTORE: u32 = 0x4;
 
-/// Properties of a `xen,domain` node that Tessel reads.
-const KNOWN_PROPS: &[&str] = &[
-    "compatible",
-    "#address-cells",
-    "#size-cells",
-    "memory",
-    "cpus",
-    "vpl011",
-    "direct-map",
-    "xen,static-mem",
-    "#xen,static-mem-address-cells",
-    "#xen,static-mem-size-cells",
-    "nr_spis",
-    "passthrough",
-    "bootargs",
-    "capabilities",
-    "phandle",
-    "linux,phandle",
-    "name",
+/// Properties of a `xen,domain` node that Tessel reads (NUL-separated:
+/// one string, not a table of pointers).
+const KNOWN_PROPS: &str = concat!(
+    "compatible\0",
+    "#address-cells\0",
+    "#size-cells\0",
+    "memory\0",
+    "cpus\0",
+    "vpl011\0",
+    "direct-map\0",
+    "xen,static-mem\0",
+    "#xen,static-mem-address-cells\0",
+    "#xen,static-mem-size-cells\0",
+    "nr_spis\0",
+    "passthrough\0",
+    "bootargs\0",
+    "capabilities\0",
+    "phandle\0",
+    "linux,phandle\0",
+    "name\0",
     "tessel,vgic-model",
-];
+);
 
 /// Xen domain properties Tessel does not implement; they are ignored with a
 /// warning (not refused) so a DTB written for Xen still boots.
-const XEN_UNSUPPORTED_PROPS: &[&str] = &[
-    "xen,enhanced",
-    "domain-cpupool",
-    "xen,domain-p2m-mem-mb",
-    "max_grant_version",
-    "max_grant_frames",
-    "max_maptrack_frames",
-    "sve",
-    "trap-unmapped-accesses",
-    "llc-colors",
-    "xen,sci_type",
+/// NUL-separated.
+const XEN_UNSUPPORTED_PROPS: &str = concat!(
+    "xen,enhanced\0",
+    "domain-cpupool\0",
+    "xen,domain-p2m-mem-mb\0",
+    "max_grant_version\0",
+    "max_grant_frames\0",
+    "max_maptrack_frames\0",
+    "sve\0",
+    "trap-unmapped-accesses\0",
+    "llc-colors\0",
+    "xen,sci_type\0",
     "v8r_el1_msa",
-];
+);
 
 /// What a boot module holds, from its `compatible`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,14 +483,14 @@ fn fill_domain(
 
     for p in &dt.node(d).props {
         let pn = p.name.as_str();
-        if XEN_UNSUPPORTED_PROPS.contains(&pn) {
+        if listed(XEN_UNSUPPORTED_PROPS, pn) {
             Warning::push(
                 warnings,
                 name,
                 Some(pn),
                 "Xen property not supported by Tessel; ignored",
             );
-        } else if !KNOWN_PROPS.contains(&pn) {
+        } else if !listed(KNOWN_PROPS, pn) {
             Warning::push(warnings, name, Some(pn), "unknown property; ignored");
         }
     }

@@ -496,6 +496,12 @@ pub enum Cells {
     Size,
 }
 
+/// Whether `name` is one of the NUL-separated names in `list` (a list
+/// kept as one string rather than a table of string pointers).
+pub(crate) fn listed(list: &str, name: &str) -> bool {
+    list.split('\0').any(|n| n == name)
+}
+
 /// Decodes a property value holding one NUL-terminated UTF-8 string.
 pub fn str_value(v: &[u8]) -> Option<&str> {
     let body = v.strip_suffix(&[0])?;

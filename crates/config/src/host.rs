@@ -10,7 +10,7 @@ use tessel_addr::cells;
 use tessel_addr::{HostPhysAddr, HostRange};
 
 use crate::error::{ErrorKind, HostError, Warning};
-use crate::fdt::{Cells, DeviceTree, NodeId};
+use crate::fdt::{Cells, DeviceTree, NodeId, listed};
 
 /// First SPI INTID (GIC Architecture Specification IHI 0069, 2.2.1).
 pub const SPI_BASE: u32 = 32;
@@ -21,32 +21,33 @@ const MAX_SPI_NUM: u32 = 1019 - SPI_BASE;
 /// Largest PPI number in a GIC interrupt specifier (INTIDs 16..=31).
 const MAX_PPI_NUM: u32 = 15;
 
-/// Compatible strings of a GICv2 (Linux binding arm,gic.yaml).
-const GICV2_COMPATS: &[&str] = &[
-    "arm,gic-400",
-    "arm,cortex-a15-gic",
-    "arm,cortex-a9-gic",
-    "arm,cortex-a7-gic",
-    "arm,arm11mp-gic",
-    "arm,arm1176jzf-devchip-gic",
-    "arm,eb11mp-gic",
-    "arm,pl390",
-    "arm,tc11mp-gic",
+/// Compatible strings of a GICv2 (Linux binding arm,gic.yaml),
+/// NUL-separated.
+const GICV2_COMPATS: &str = concat!(
+    "arm,gic-400\0",
+    "arm,cortex-a15-gic\0",
+    "arm,cortex-a9-gic\0",
+    "arm,cortex-a7-gic\0",
+    "arm,arm11mp-gic\0",
+    "arm,arm1176jzf-devchip-gic\0",
+    "arm,eb11mp-gic\0",
+    "arm,pl390\0",
+    "arm,tc11mp-gic\0",
     "arm,gic-v2",
-];
+);
 /// Compatible string of a GICv3/v4 (binding arm,gic-v3.yaml).
 const GICV3_COMPAT: &str = "arm,gic-v3";
 /// IOMMU compatibles that mean DMA can be confined (bindings
-/// arm,smmu.yaml and arm,smmu-v3.yaml).
-const IOMMU_COMPATS: &[&str] = &[
-    "arm,smmu-v3",
-    "arm,smmu-v2",
-    "arm,smmu-v1",
-    "arm,mmu-500",
-    "arm,mmu-401",
-    "arm,mmu-400",
+/// arm,smmu.yaml and arm,smmu-v3.yaml), NUL-separated.
+const IOMMU_COMPATS: &str = concat!(
+    "arm,smmu-v3\0",
+    "arm,smmu-v2\0",
+    "arm,smmu-v1\0",
+    "arm,mmu-500\0",
+    "arm,mmu-401\0",
+    "arm,mmu-400\0",
     "qcom,smmu-v2",
-];
+);
 
 /// GIC architecture version of the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,7 +431,9 @@ impl HostPlatform {
         let psci = Self::read_psci(dt, warnings);
         let has_iommu = dt.nodes().any(|n| {
             dt.is_enabled(n)
-                && (IOMMU_COMPATS.iter().any(|c| dt.is_compatible(n, c))
+                && (dt
+                    .prop_strs(n, "compatible")
+                    .any(|c| listed(IOMMU_COMPATS, c))
                     || dt.prop(n, "iommus").is_some())
         });
         let mut devices = Vec::new();
@@ -582,7 +585,10 @@ impl HostPlatform {
             }
             if dt.is_compatible(n, GICV3_COMPAT) {
                 Some((n, GicVersion::V3))
-            } else if GICV2_COMPATS.iter().any(|c| dt.is_compatible(n, c)) {
+            } else if dt
+                .prop_strs(n, "compatible")
+                .any(|c| listed(GICV2_COMPATS, c))
+            {
                 Some((n, GicVersion::V2))
             } else {
                 None
