@@ -181,12 +181,26 @@ impl ConfigError {
     }
 }
 
+/// Writes `node: property: what`, or `node: what` without a property: the
+/// one layout of every error and warning.
+fn write_located(
+    f: &mut fmt::Formatter<'_>,
+    node: &str,
+    property: Option<&str>,
+    what: &dyn fmt::Display,
+) -> fmt::Result {
+    f.write_str(node)?;
+    if let Some(p) = property {
+        f.write_str(": ")?;
+        f.write_str(p)?;
+    }
+    f.write_str(": ")?;
+    what.fmt(f)
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.property {
-            Some(p) => write!(f, "{}: {}: {}", self.node, p, self.kind),
-            None => write!(f, "{}: {}", self.node, self.kind),
-        }
+        write_located(f, &self.node, self.property.as_deref(), &self.kind)
     }
 }
 
@@ -238,14 +252,12 @@ impl fmt::Display for HostError {
             Self::Fdt(e) => write!(f, "host device tree: {e}"),
             Self::Node {
                 node,
-                property: Some(p),
+                property,
                 kind,
-            } => write!(f, "host {node}: {p}: {kind}"),
-            Self::Node {
-                node,
-                property: None,
-                kind,
-            } => write!(f, "host {node}: {kind}"),
+            } => {
+                f.write_str("host ")?;
+                write_located(f, node, property.as_deref(), kind)
+            }
         }
     }
 }
@@ -283,9 +295,6 @@ impl Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.property {
-            Some(p) => write!(f, "{}: {}: {}", self.node, p, self.message),
-            None => write!(f, "{}: {}", self.node, self.message),
-        }
+        write_located(f, &self.node, self.property.as_deref(), &self.message)
     }
 }
