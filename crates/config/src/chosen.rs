@@ -429,21 +429,27 @@ pub(crate) fn parse_chosen(
 
     for c in dt.children(chosen) {
         if dt.is_compatible(c, "xen,domain") {
-            out.domains
-                .push(parse_domain(dt, chosen, c, host, warnings));
+            parse_domain(&mut out.domains, dt, chosen, c, host, warnings);
         }
     }
     out
 }
 
+/// Appends the domain described by node `d` to `domains`: its
+/// configuration, or the error that refuses it.
 fn parse_domain(
+    domains: &mut Vec<Result<DomainConfig, Box<ConfigError>>>,
     dt: &DeviceTree,
     chosen: NodeId,
     d: NodeId,
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
-) -> Result<DomainConfig, Box<ConfigError>> {
-    let mut cfg = DomainConfig {
+) {
+    // The domain is built where it ends up, in `domains`, rather than
+    // built on the stack and moved there. Everything it owns is in the one
+    // `DomainConfig`, so a refusal drops it in one place rather than
+    // dropping each partial result at each `?`.
+    domains.push(Ok(DomainConfig {
         name: String::from(dt.node(d).name.as_str()),
         memory_kib: 0,
         cpus: 0,
@@ -463,11 +469,13 @@ fn parse_domain(
         node_bootargs: None,
         vcpu_affinity: Vec::new(),
         vgic_model: None,
-    };
-    // Everything the domain owns is in `cfg`: an error drops it in one
-    // place rather than dropping each partial result at each `?`.
-    fill_domain(&mut cfg, dt, chosen, d, host, warnings)?;
-    Ok(cfg)
+    }));
+    if let Some(slot) = domains.last_mut()
+        && let Ok(cfg) = slot
+        && let Err(e) = fill_domain(cfg, dt, chosen, d, host, warnings)
+    {
+        *slot = Err(e);
+    }
 }
 
 fn fill_domain(
