@@ -397,24 +397,23 @@ impl DeviceTree {
 
     /// Full path of `id` (`"/"` for the root).
     pub fn path(&self, id: NodeId) -> String {
-        let mut parts: Vec<&str> = Vec::new();
-        let mut cur = Some(id);
-        while let Some(c) = cur {
-            let n = self.node(c);
-            if n.parent.is_some() {
-                parts.push(n.name.as_str());
-            }
-            cur = n.parent;
-        }
-        if parts.is_empty() {
-            return String::from("/");
-        }
         let mut s = String::new();
-        for p in parts.iter().rev() {
+        self.push_path(id, &mut s);
+        if s.is_empty() {
             s.push('/');
-            s.push_str(p);
         }
         s
+    }
+
+    /// Appends `/name` for every node from below the root down to `id`.
+    /// Recursion depth is bounded by the nesting limit of the parser.
+    fn push_path(&self, id: NodeId, s: &mut String) {
+        let n = self.node(id);
+        if let Some(p) = n.parent {
+            self.push_path(p, s);
+            s.push('/');
+            s.push_str(&n.name);
+        }
     }
 
     /// Child of `parent` with name `name`. A name without `@` also matches a
