@@ -297,16 +297,16 @@ fn u32_prop(
     }
 }
 
-fn string_prop(
-    dt: &DeviceTree,
+fn string_prop<'a>(
+    dt: &'a DeviceTree,
     n: NodeId,
     node: &str,
     prop: &str,
-) -> Result<Option<String>, Box<ConfigError>> {
+) -> Result<Option<&'a str>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
         Some(v) => str_value(v)
-            .map(|s| Some(String::from(s)))
+            .map(Some)
             .ok_or_else(|| ConfigError::new(node, Some(prop), ErrorKind::NotString)),
     }
 }
@@ -603,7 +603,7 @@ fn fill_domain(
     }
     cfg.capabilities = capabilities;
 
-    cfg.node_bootargs = string_prop(dt, d, name, "bootargs")?;
+    cfg.node_bootargs = string_prop(dt, d, name, "bootargs")?.map(String::from);
 
     // Sub-nodes: modules and vCPU affinity.
     let mut have_kernel = false;
@@ -659,7 +659,7 @@ fn fill_domain(
                 "more than one (address, size) entry; only the first is used",
             );
         }
-        let bootargs = string_prop(dt, c, &sub, "bootargs")?;
+        let bootargs = string_prop(dt, c, &sub, "bootargs")?.map(String::from);
         let module = Module {
             node: String::from(cname),
             range,
@@ -708,7 +708,7 @@ fn fill_domain(
         );
     }
 
-    cfg.passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
+    cfg.passthrough = match string_prop(dt, d, name, "passthrough")? {
         None => cfg.device_tree.is_some(),
         Some("enabled") => true,
         Some("disabled") => false,
@@ -725,11 +725,11 @@ fn fill_domain(
 
     cfg.vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
         None => None,
-        Some(v) => Some(VgicModel::from_name(&v).ok_or_else(|| {
+        Some(v) => Some(VgicModel::from_name(v).ok_or_else(|| {
             e(
                 "tessel,vgic-model",
                 ErrorKind::BadString {
-                    value: v.clone(),
+                    value: String::from(v),
                     accepted: VgicModel::ACCEPTED,
                 },
             )
@@ -862,7 +862,7 @@ fn parse_vcpu(
         None => Vec::new(),
         Some(s) => {
             let n = u32::try_from(host.cpus.len()).unwrap_or(u32::MAX);
-            parse_affinity(&s, n).map_err(|k| ConfigError::new(sub, Some("hard-affinity"), k))?
+            parse_affinity(s, n).map_err(|k| ConfigError::new(sub, Some("hard-affinity"), k))?
         }
     };
     Ok(VcpuAffinity { id, hard_affinity })
