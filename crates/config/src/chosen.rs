@@ -284,16 +284,15 @@ fn u32_prop(
 ) -> Result<Option<u32>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
-        Some(v) => dt.prop_u32(n, prop).map(Some).ok_or_else(|| {
-            ConfigError::new(
-                node,
-                Some(prop),
-                ErrorKind::Length {
-                    expected: "4 bytes (1 cell)",
-                    got: v.len(),
-                },
-            )
-        }),
+        Some(&[a, b, c, d]) => Ok(Some(u32::from_be_bytes([a, b, c, d]))),
+        Some(v) => Err(ConfigError::new(
+            node,
+            Some(prop),
+            ErrorKind::Length {
+                expected: "4 bytes (1 cell)",
+                got: v.len(),
+            },
+        )),
     }
 }
 
