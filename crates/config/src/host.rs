@@ -275,8 +275,6 @@ pub(crate) fn decode_reg(
     Ok(out)
 }
 
-/// `id`'s `reg` (with its parent's cells) as checked host ranges, appended
-/// to `out`. With `skip_empty`, zero-sized entries are left out.
 /// `id`'s `reg`, decoded with the cells of its parent.
 pub(crate) fn own_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<(u64, u64)>, ErrorKind> {
     decode_reg(
@@ -287,6 +285,8 @@ pub(crate) fn own_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<(u64, u64)>, Er
     )
 }
 
+/// `id`'s `reg` (with its parent's cells) as checked host ranges, appended
+/// to `out`. With `skip_empty`, zero-sized entries are left out.
 fn host_reg_into(
     dt: &DeviceTree,
     id: NodeId,
