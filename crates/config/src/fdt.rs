@@ -436,9 +436,13 @@ impl DeviceTree {
 
     /// Looks up an absolute path such as `"/soc/serial@1000"`.
     pub fn find_path(&self, path: &str) -> Option<NodeId> {
-        let rest = path.strip_prefix('/')?;
-        let mut cur = self.root();
-        for comp in rest.split('/').filter(|c| !c.is_empty()) {
+        self.walk(self.root(), path.strip_prefix('/')?)
+    }
+
+    /// Follows the `/`-separated node names of `rel` down from `from`.
+    pub(crate) fn walk(&self, from: NodeId, rel: &str) -> Option<NodeId> {
+        let mut cur = from;
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
             cur = self.child_by_name(cur, comp)?;
         }
         Some(cur)

@@ -708,7 +708,7 @@ impl HostPlatform {
             return warn(warnings, "not a string; no console UART");
         };
         let (target, options) = match spec.split_once(':') {
-            Some((t, o)) => (t, Some(String::from(o))),
+            Some((t, o)) => (t, Some(o)),
             None => (spec, None),
         };
         let node = if target.starts_with('/') {
@@ -716,18 +716,11 @@ impl HostPlatform {
         } else {
             // An alias, possibly followed by a sub-path.
             let (alias, tail) = target.split_once('/').unwrap_or((target, ""));
+            // `p/tail`, walked without building the joined path.
             dt.child_by_name(dt.root(), "aliases")
                 .and_then(|a| dt.prop_str(a, alias))
-                .and_then(|p| {
-                    if tail.is_empty() {
-                        dt.find_path(p)
-                    } else {
-                        let mut full = String::from(p);
-                        full.push('/');
-                        full.push_str(tail);
-                        dt.find_path(&full)
-                    }
-                })
+                .and_then(|p| dt.find_path(p))
+                .and_then(|n| dt.walk(n, tail))
         };
         let Some(node) = node else {
             return warn(warnings, "names no node; no console UART");
@@ -749,7 +742,7 @@ impl HostPlatform {
         };
         Some(UartInfo {
             path: dt.path(node),
-            options,
+            options: options.map(String::from),
             mmio,
             intid,
             compatible: dt.prop_strs(node, "compatible").map(String::from).collect(),
@@ -967,6 +960,52 @@ mod tests {
         let mut root = base();
         edit(&mut root, "chosen", |c| {
             set(c, "stdout-path", s("serial7:9600"))
+        });
+        let (h, w) = platform(&root);
+        assert!(h.unwrap().console.is_none());
+        assert_eq!(
+            w[0].to_string(),
+            "/chosen: stdout-path: names no node; no console UART"
+        );
+    }
+
+    #[test]
+    fn stdout_path_alias_with_sub_path_resolves() {
+        let mut root = base().child(
+            TNode::new("aliases")
+                .prop("serial0", s("/uart@9000000"))
+                .prop("bus", s("/bus@a000000/")),
+        );
+        root = root.child(
+            TNode::new("bus@a000000")
+                .prop("#address-cells", cells(&[1]))
+                .prop("#size-cells", cells(&[1]))
+                .prop("ranges", Vec::new())
+                .child(TNode::new("uart@a001000").prop("reg", cells(&[0x0a00_1000, 0x1000]))),
+        );
+        edit(&mut root, "chosen", |c| {
+            set(c, "stdout-path", s("serial0:115200n8"))
+        });
+        let (h, _) = platform(&root);
+        let con = h.unwrap().console.unwrap();
+        assert_eq!(
+            (con.path.as_str(), con.options.as_deref()),
+            ("/uart@9000000", Some("115200n8"))
+        );
+        edit(&mut root, "chosen", |c| {
+            set(c, "stdout-path", s("bus/uart@a001000"))
+        });
+        let (h, w) = platform(&root);
+        let con = h.unwrap().console.unwrap();
+        assert_eq!(
+            (con.path.as_str(), con.options),
+            ("/bus@a000000/uart@a001000", None)
+        );
+        assert_eq!(con.mmio.start.0, 0x0a00_1000);
+        // No interrupts: polled, with a warning naming the UART.
+        assert_eq!(w[0].node, "/bus@a000000/uart@a001000");
+        edit(&mut root, "chosen", |c| {
+            set(c, "stdout-path", s("bus/nothing"))
         });
         let (h, w) = platform(&root);
         assert!(h.unwrap().console.is_none());
