@@ -815,10 +815,9 @@ impl HostPlatform {
         warnings: &mut Vec<Warning>,
     ) {
         if dt.node(id).parent == Some(dt.root()) {
-            let base = dt.base_name(id);
-            if matches!(
-                base,
-                "memory" | "cpus" | "chosen" | "reserved-memory" | "aliases"
+            if listed(
+                "memory\0cpus\0chosen\0reserved-memory\0aliases",
+                dt.base_name(id),
             ) || dt.prop_str(id, "device_type") == Some("memory")
             {
                 return;
