@@ -398,9 +398,20 @@ fn translate(dt: &DeviceTree, id: NodeId, mut addr: u64, size: u64) -> Option<u6
             let ca = dt.cells_of(bus, Cells::Address).ok()?;
             let pa = dt.cells_of(up, Cells::Address).ok()?;
             let sc = dt.cells_of(bus, Cells::Size).ok()?;
-            let entries = cells::tuples(v, [ca, pa, sc]).ok()?;
+            // The checks `cells::tuples` makes, then its decoding as a
+            // loop (smaller than its generic iterator).
+            if ![ca, pa, sc].iter().all(|w| (1..=2).contains(w))
+                || !v.len().is_multiple_of((ca + pa + sc) as usize * 4)
+            {
+                return None;
+            }
+            let mut rest = v;
             let mut hit = None;
-            for [child, parent, len] in entries {
+            while let Some((child, r)) = cells::read(rest, ca)
+                && let Some((parent, r)) = cells::read(r, pa)
+                && let Some((len, r)) = cells::read(r, sc)
+            {
+                rest = r;
                 let off = addr.checked_sub(child)?;
                 if off < len && off.checked_add(size)? <= len {
                     hit = Some(parent.checked_add(off)?);
