@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
+use crate::BootConfig;
 use crate::error::{ConfigError, ErrorKind, Warning};
 use crate::fdt::{Cells, DeviceTree, NodeId, listed, str_value};
 use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg, own_reg};
@@ -269,13 +270,6 @@ impl DomainConfig {
     }
 }
 
-/// Result of reading `/chosen`.
-pub(crate) struct Chosen {
-    pub xen_bootargs: Option<String>,
-    pub domains: Vec<Result<DomainConfig, Box<ConfigError>>>,
-    pub modules: Vec<BootModule>,
-}
-
 fn u32_prop(
     dt: &DeviceTree,
     n: NodeId,
@@ -349,23 +343,25 @@ fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
     Ok(out)
 }
 
+/// Reads `/chosen` into `cfg` (whose tree and host are filled in): the
+/// hypervisor's boot arguments, the boot modules and the domains.
 // Kept out of line: inlined into `parse_tree` it makes the EL2 image
 // larger (measured).
 #[inline(never)]
-pub(crate) fn parse_chosen(
-    dt: &DeviceTree,
-    host: &HostPlatform,
-    warnings: &mut Vec<Warning>,
-) -> Chosen {
-    let mut out = Chosen {
-        xen_bootargs: None,
-        domains: Vec::new(),
-        modules: Vec::new(),
-    };
+pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
+    let BootConfig {
+        host,
+        xen_bootargs,
+        domains,
+        modules,
+        warnings,
+        tree: dt,
+        ..
+    } = cfg;
     let Some(chosen) = dt.child_by_name(dt.root(), "chosen") else {
-        return out;
+        return;
     };
-    out.xen_bootargs = match dt.prop(chosen, "xen,xen-bootargs") {
+    *xen_bootargs = match dt.prop(chosen, "xen,xen-bootargs") {
         Some(v) => {
             let s = str_value(v).map(String::from);
             if s.is_none() {
@@ -406,7 +402,7 @@ pub(crate) fn parse_chosen(
                             "top-level (dom0) kernel module ignored: Tessel has no dom0",
                         );
                     }
-                    out.modules.push(BootModule {
+                    modules.push(BootModule {
                         kind,
                         range,
                         domain,
@@ -428,10 +424,9 @@ pub(crate) fn parse_chosen(
 
     for c in dt.children(chosen) {
         if dt.is_compatible(c, "xen,domain") {
-            parse_domain(&mut out.domains, dt, chosen, c, host, warnings);
+            parse_domain(domains, dt, chosen, c, host, warnings);
         }
     }
-    out
 }
 
 /// Appends the domain described by node `d` to `domains`: its
