@@ -383,10 +383,8 @@ impl DeviceTree {
 
     /// Whether the node is enabled: `status` absent, `"okay"` or `"ok"`.
     pub fn is_enabled(&self, id: NodeId) -> bool {
-        match self.prop(id, "status") {
-            None => true,
-            Some(_) => matches!(self.prop_str(id, "status"), Some("okay" | "ok")),
-        }
+        self.prop(id, "status")
+            .is_none_or(|v| matches!(str_value(v), Some("okay" | "ok")))
     }
 
     /// Node name without the unit address (`"pl011"` for `"pl011@9000000"`).
