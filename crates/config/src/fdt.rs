@@ -390,7 +390,7 @@ impl DeviceTree {
     /// Node name without the unit address (`"pl011"` for `"pl011@9000000"`).
     pub fn base_name(&self, id: NodeId) -> &str {
         let n = self.node(id).name.as_str();
-        n.split('@').next().unwrap_or(n)
+        n.split_once('@').map_or(n, |(base, _)| base)
     }
 
     /// Full path of `id` (`"/"` for the root).
