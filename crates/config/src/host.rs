@@ -825,14 +825,13 @@ impl HostPlatform {
         out: &mut Vec<DeviceRegion>,
         warnings: &mut Vec<Warning>,
     ) {
-        if dt.node(id).parent == Some(dt.root()) {
-            if listed(
+        if dt.node(id).parent == Some(dt.root())
+            && (listed(
                 "memory\0cpus\0chosen\0reserved-memory\0aliases",
                 dt.base_name(id),
-            ) || dt.prop_str(id, "device_type") == Some("memory")
-            {
-                return;
-            }
+            ) || dt.prop_str(id, "device_type") == Some("memory"))
+        {
+            return;
         }
         let no_mmio = matches!(dt.reg_cells(id), Ok((_, 0)));
         if dt.prop(id, "reg").is_some() && !no_mmio {
