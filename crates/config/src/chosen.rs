@@ -9,7 +9,7 @@ use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
 use crate::BootConfig;
 use crate::error::{ConfigError, ErrorKind, Warning};
-use crate::fdt::{Cells, DeviceTree, NodeId, listed, str_value};
+use crate::fdt::{DeviceTree, NodeId, listed, str_value};
 use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg, own_reg};
 
 /// vCPU limit of a GICv2 (8 CPU interfaces, IHI 0048B 1.4.1).
@@ -424,7 +424,7 @@ pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
 
     for c in dt.children(chosen) {
         if dt.is_compatible(c, "xen,domain") {
-            parse_domain(domains, dt, chosen, c, host, warnings);
+            parse_domain(domains, dt, c, host, warnings);
         }
     }
 }
@@ -434,7 +434,6 @@ pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
 fn parse_domain(
     domains: &mut Vec<Result<DomainConfig, Box<ConfigError>>>,
     dt: &DeviceTree,
-    chosen: NodeId,
     d: NodeId,
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
@@ -466,7 +465,7 @@ fn parse_domain(
     }));
     if let Some(slot) = domains.last_mut()
         && let Ok(cfg) = slot
-        && let Err(e) = fill_domain(cfg, dt, chosen, d, host, warnings)
+        && let Err(e) = fill_domain(cfg, dt, d, host, warnings)
     {
         *slot = Err(e);
     }
@@ -475,7 +474,6 @@ fn parse_domain(
 fn fill_domain(
     cfg: &mut DomainConfig,
     dt: &DeviceTree,
-    chosen: NodeId,
     d: NodeId,
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
@@ -554,7 +552,7 @@ fn fill_domain(
     cfg.vpl011 = vpl011;
     cfg.direct_map = direct_map;
 
-    cfg.static_mem = parse_static_mem(dt, chosen, d, name, memory_kib, warnings)?;
+    cfg.static_mem = parse_static_mem(dt, d, name, memory_kib, warnings)?;
     if direct_map && cfg.static_mem.is_empty() {
         return Err(e("direct-map", ErrorKind::Requires("xen,static-mem")));
     }
@@ -754,7 +752,6 @@ fn check_direct_vpl011(host: &HostPlatform) -> Result<(), ErrorKind> {
 
 fn parse_static_mem(
     dt: &DeviceTree,
-    chosen: NodeId,
     d: NodeId,
     name: &str,
     memory_kib: u64,
@@ -765,37 +762,36 @@ fn parse_static_mem(
     if dt.prop(d, PROP).is_none() {
         return Ok(Vec::new());
     }
-    let legacy_a = dt.prop(d, "#xen,static-mem-address-cells").is_some();
-    let legacy_s = dt.prop(d, "#xen,static-mem-size-cells").is_some();
-    let cells = if legacy_a || legacy_s {
-        // Xen 4.16 binding: both dedicated properties must be present.
-        let a = u32_prop(dt, d, name, "#xen,static-mem-address-cells")?;
-        let s = u32_prop(dt, d, name, "#xen,static-mem-size-cells")?;
-        let (Some(a), Some(s)) = (a, s) else {
-            let missing = if legacy_a {
-                "#xen,static-mem-size-cells"
-            } else {
-                "#xen,static-mem-address-cells"
-            };
-            return Err(ConfigError::new(name, Some(missing), ErrorKind::Missing));
-        };
-        Warning::push(
-            warnings,
-            name,
-            Some("#xen,static-mem-address-cells"),
-            "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
-        );
-        (a, s)
-    } else {
+    // Xen 4.16 binding: both dedicated properties must be present.
+    let legacy_a = u32_prop(dt, d, name, "#xen,static-mem-address-cells")?;
+    let legacy_s = u32_prop(dt, d, name, "#xen,static-mem-size-cells")?;
+    let cells = match (legacy_a, legacy_s) {
+        (Some(a), Some(s)) => {
+            Warning::push(
+                warnings,
+                name,
+                Some("#xen,static-mem-address-cells"),
+                "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
+            );
+            (a, s)
+        }
         // Xen >= 4.17: the cells governing the domain node itself, i.e. its
         // parent's (/chosen's, or the nearest ancestor defining them).
-        let a = dt
-            .cells_of(chosen, Cells::Address)
-            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-        let s = dt
-            .cells_of(chosen, Cells::Size)
-            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-        (a, s)
+        (None, None) => dt.reg_cells(d).map_err(|v| e(ErrorKind::BadCellCount(v)))?,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                name,
+                Some("#xen,static-mem-size-cells"),
+                ErrorKind::Missing,
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                name,
+                Some("#xen,static-mem-address-cells"),
+                ErrorKind::Missing,
+            ));
+        }
     };
     let raw = decode_reg(dt, d, PROP, cells).map_err(e)?;
     if raw.len() > MAX_STATIC_BANKS {
@@ -1209,6 +1205,57 @@ mod tests {
         let d = with(d, "xen,static-mem", cells(&[0x5000_0000, 0x400_0000]));
         let cfg = run(TNode::new("chosen").child(d));
         assert_eq!(cfg.domains[0].as_ref().unwrap().static_mem.len(), 1);
+    }
+
+    #[test]
+    fn legacy_static_mem_cells_half_or_malformed() {
+        let refusal = |props: &[(&str, Vec<u8>)]| {
+            let mut d = with(
+                domain("d"),
+                "xen,static-mem",
+                cells(&[0x5000_0000, 0x400_0000]),
+            );
+            for (p, v) in props {
+                set(&mut d, p, v.clone());
+            }
+            run(TNode::new("chosen").child(d)).domains[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refusal(&[("#xen,static-mem-size-cells", cells(&[1]))]),
+            "d: #xen,static-mem-address-cells: required property is missing"
+        );
+        assert_eq!(
+            refusal(&[("#xen,static-mem-address-cells", cells(&[1]))]),
+            "d: #xen,static-mem-size-cells: required property is missing"
+        );
+        assert_eq!(
+            refusal(&[("#xen,static-mem-size-cells", vec![0, 1])]),
+            "d: #xen,static-mem-size-cells: property must be 4 bytes (1 cell), got 2"
+        );
+        assert_eq!(
+            refusal(&[
+                ("#xen,static-mem-address-cells", vec![1]),
+                ("#xen,static-mem-size-cells", vec![0, 1]),
+            ]),
+            "d: #xen,static-mem-address-cells: property must be 4 bytes (1 cell), got 1"
+        );
+        // A bad governing cell count of /chosen is the static-mem's error.
+        let d = with(
+            domain("d"),
+            "xen,static-mem",
+            cells(&[0x5000_0000, 0x400_0000]),
+        );
+        let chosen = TNode::new("chosen")
+            .prop("#address-cells", cells(&[1]))
+            .prop("#size-cells", vec![0])
+            .child(d);
+        assert_eq!(
+            run(chosen).domains[0].as_ref().unwrap_err().to_string(),
+            "d: xen,static-mem: governing #address-cells/#size-cells is not a single cell"
+        );
     }
 
     proptest! {
