@@ -811,9 +811,10 @@ fn parse_static_mem(
             }));
         }
         if let Some(prev) = banks.iter().find(|b| b.overlaps(&r)) {
+            let show = |r: &HostRange| alloc::format!("{r}");
             return Err(e(ErrorKind::SelfOverlap {
-                a: alloc::format!("{prev}"),
-                b: alloc::format!("{r}"),
+                a: show(prev),
+                b: show(&r),
             }));
         }
         banks.push(r);
