@@ -323,11 +323,13 @@ fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
         value: String::from(s),
         accepted: "a list of pCPUs or inclusive ranges such as \"0-3,5\"",
     };
+    let num = |x: &str| x.trim_ascii().parse::<u32>().ok();
     let mut out = Vec::new();
-    for part in s.split(',').map(str::trim_ascii) {
+    for part in s.split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let first: u32 = a.trim_ascii().parse().map_err(|_| bad())?;
-        let last: u32 = b.trim_ascii().parse().map_err(|_| bad())?;
+        let (Some(first), Some(last)) = (num(a), num(b)) else {
+            return Err(bad());
+        };
         if first > last {
             return Err(bad());
         }
