@@ -142,22 +142,20 @@ fn be32(buf: &[u8], off: usize) -> Option<u32> {
 
 /// The NUL-terminated name at `off` of `buf`: printable ASCII and, for a
 /// node name, no '/' (Devicetree Specification 2.2.1: '/' separates
-/// paths); a property name is also non-empty (2.2.4). Anything else is
-/// [`FdtError::BadName`] at `off`.
-fn name_at(buf: &[u8], off: usize, node: bool) -> Result<&str, FdtError> {
-    let bad = || FdtError::BadName { offset: off };
-    let rest = buf.get(off..).ok_or_else(bad)?;
-    let len = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
-    let name = &rest[..len];
+/// paths); a property name is also non-empty (2.2.4). `None` for anything
+/// else (the caller's [`FdtError::BadName`] at `off`).
+fn name_at(buf: &[u8], off: usize, node: bool) -> Option<&str> {
+    let rest = buf.get(off..)?;
+    let name = &rest[..rest.iter().position(|&b| b == 0)?];
     if (!node && name.is_empty())
         || !name
             .iter()
             .all(|&b| b.is_ascii_graphic() && !(node && b == b'/'))
     {
-        return Err(bad());
+        return None;
     }
     // Printable ASCII is UTF-8: this cannot fail.
-    core::str::from_utf8(name).map_err(|_| bad())
+    core::str::from_utf8(name).ok()
 }
 
 /// Rounds a structure-block offset up to the next token boundary. Offsets
@@ -252,7 +250,8 @@ impl DeviceTree {
                     if open.is_none() && !nodes.is_empty() {
                         return Err(nesting);
                     }
-                    let name = name_at(structure, off, true)?;
+                    let name =
+                        name_at(structure, off, true).ok_or(FdtError::BadName { offset: off })?;
                     off = align4(off + name.len() + 1);
                     if depth >= MAX_DEPTH {
                         return Err(FdtError::TooDeep);
@@ -289,7 +288,8 @@ impl DeviceTree {
                             what: "property value",
                         })?;
                     off = align4(off + len);
-                    let name = name_at(strings, nameoff, false)?;
+                    let name = name_at(strings, nameoff, false)
+                        .ok_or(FdtError::BadName { offset: nameoff })?;
                     let cur = open.ok_or(nesting)?;
                     if let Some(n) = nodes.get_mut(cur.0) {
                         n.props.push(Property {
