@@ -627,11 +627,13 @@ impl HostPlatform {
                 },
             )
         };
-        let mut it = regs.iter().copied();
-        let gicd = it.next().ok_or_else(|| reg_short(0))?;
-        let mut redistributors = Vec::new();
+        // `host_reg` never returns an empty list.
+        let Some((&gicd, rest)) = regs.split_first() else {
+            return Err(reg_short(0));
+        };
+        let mut nr = 0;
         if version == GicVersion::V3 {
-            let nr = match dt.prop(n, "#redistributor-regions") {
+            nr = match dt.prop(n, "#redistributor-regions") {
                 None => 1,
                 Some(_) => dt.prop_u32(n, "#redistributor-regions").ok_or_else(|| {
                     err(
@@ -657,13 +659,12 @@ impl HostPlatform {
                     },
                 ));
             }
-            for _ in 0..nr {
-                redistributors.extend(it.next());
-            }
         }
-        let gicc = it.next();
-        let gich = it.next();
-        let gicv = it.next();
+        // `nr < regs.len()`, so this always splits.
+        let (redistributors, rest) = rest.split_at_checked(nr as usize).unwrap_or((&[], rest));
+        let gicc = rest.first().copied();
+        let gich = rest.get(1).copied();
+        let gicv = rest.get(2).copied();
         if version == GicVersion::V2 && gicv.is_none() {
             // Without GICH/GICV the GICv2 lacks virtualization extensions.
             return Err(err(
@@ -693,7 +694,7 @@ impl HostPlatform {
                     .prop_u32(n, "phandle")
                     .or(dt.prop_u32(n, "linux,phandle")),
                 gicd,
-                redistributors,
+                redistributors: redistributors.to_vec(),
                 gicc,
                 gich,
                 gicv,
