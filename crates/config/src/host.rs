@@ -635,17 +635,18 @@ impl HostPlatform {
         if version == GicVersion::V3 {
             nr = match dt.prop(n, "#redistributor-regions") {
                 None => 1,
-                Some(_) => dt.prop_u32(n, "#redistributor-regions").ok_or_else(|| {
-                    err(
+                Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+                Some(v) => {
+                    return Err(err(
                         dt,
                         n,
                         Some("#redistributor-regions"),
                         ErrorKind::Length {
                             expected: "4 bytes (1 cell)",
-                            got: dt.prop(n, "#redistributor-regions").map_or(0, <[u8]>::len),
+                            got: v.len(),
                         },
-                    )
-                })?,
+                    ));
+                }
             };
             if nr == 0 || nr as usize >= regs.len() {
                 return Err(err(
