@@ -678,13 +678,12 @@ impl HostPlatform {
                 },
             ));
         }
-        let maintenance_intid = match dt.prop(n, "interrupts") {
-            None => None,
-            Some(_) => Some(
-                gic_interrupts(dt, n, n)
-                    .and_then(|v| v.first().copied().ok_or(ErrorKind::Missing))
-                    .map_err(|k| err(dt, n, Some("interrupts"), k))?,
-            ),
+        // Optional; `gic_interrupts` is Missing only when it is absent, and
+        // a present list is never empty.
+        let maintenance_intid = match gic_interrupts(dt, n, n) {
+            Ok(v) => v.first().copied(),
+            Err(ErrorKind::Missing) => None,
+            Err(k) => return Err(err(dt, n, Some("interrupts"), k)),
         };
         Ok((
             n,
