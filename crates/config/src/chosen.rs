@@ -969,20 +969,28 @@ mod tests {
         assert!(cfg.host.console.is_none());
     }
 
+    /// A domain with one 64 MiB static bank in 1-cell (address, size) form.
+    fn one_bank_domain() -> TNode {
+        with(
+            domain("d"),
+            "xen,static-mem",
+            cells(&[0x5000_0000, 0x400_0000]),
+        )
+    }
+
+    /// `/chosen` with one address cell, the given `#size-cells` and `d`.
+    fn chosen_1_cell(size_cells: Vec<u8>, d: TNode) -> TNode {
+        TNode::new("chosen")
+            .prop("#address-cells", cells(&[1]))
+            .prop("#size-cells", size_cells)
+            .child(d)
+    }
+
     #[test]
     fn static_mem_uses_chosen_cells_not_the_domain_ones() {
         // /chosen says 1/1, the domain says 2/2: xen,static-mem is decoded
         // with /chosen's cells (Xen >= 4.17), the kernel reg with the domain's.
-        let d = with(
-            domain("d"),
-            "xen,static-mem",
-            cells(&[0x5000_0000, 0x400_0000]),
-        );
-        let chosen = TNode::new("chosen")
-            .prop("#address-cells", cells(&[1]))
-            .prop("#size-cells", cells(&[1]))
-            .child(d);
-        let cfg = run(chosen);
+        let cfg = run(chosen_1_cell(cells(&[1]), one_bank_domain()));
         let d = cfg.domains[0].as_ref().unwrap();
         assert_eq!(d.static_mem[0].start.0, 0x5000_0000);
         assert_eq!(d.static_mem[0].size, 0x400_0000);
@@ -1213,11 +1221,7 @@ mod tests {
     #[test]
     fn legacy_static_mem_cells_half_or_malformed() {
         let refusal = |props: &[(&str, Vec<u8>)]| {
-            let mut d = with(
-                domain("d"),
-                "xen,static-mem",
-                cells(&[0x5000_0000, 0x400_0000]),
-            );
+            let mut d = one_bank_domain();
             for (p, v) in props {
                 set(&mut d, p, v.clone());
             }
@@ -1246,15 +1250,7 @@ mod tests {
             "d: #xen,static-mem-address-cells: property must be 4 bytes (1 cell), got 1"
         );
         // A bad governing cell count of /chosen is the static-mem's error.
-        let d = with(
-            domain("d"),
-            "xen,static-mem",
-            cells(&[0x5000_0000, 0x400_0000]),
-        );
-        let chosen = TNode::new("chosen")
-            .prop("#address-cells", cells(&[1]))
-            .prop("#size-cells", vec![0])
-            .child(d);
+        let chosen = chosen_1_cell(vec![0], one_bank_domain());
         assert_eq!(
             run(chosen).domains[0].as_ref().unwrap_err().to_string(),
             "d: xen,static-mem: governing #address-cells/#size-cells is not a single cell"
