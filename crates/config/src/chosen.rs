@@ -392,11 +392,10 @@ pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
             let Some(kind) = ModuleKind::of(dt, m) else {
                 continue;
             };
-            let domain = in_domain.then(|| String::from(dt.node(c).name.as_str()));
             let path = dt.path(m);
             match module_reg(dt, m, &path) {
                 Ok(range) => {
-                    if domain.is_none() && kind == ModuleKind::Kernel {
+                    if !in_domain && kind == ModuleKind::Kernel {
                         Warning::push(
                             warnings,
                             &path,
@@ -407,13 +406,13 @@ pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
                     modules.push(BootModule {
                         kind,
                         range,
-                        domain,
+                        domain: in_domain.then(|| String::from(dt.node(c).name.as_str())),
                         path,
                         bootargs: dt.prop_str(m, "bootargs").map(String::from),
                     });
                 }
                 // Errors in a domain's own modules refuse that domain below.
-                Err(_) if domain.is_some() => {}
+                Err(_) if in_domain => {}
                 Err(e) => Warning::push(
                     warnings,
                     &e.node,
