@@ -112,7 +112,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "expected {expected}, found {got}")
             }
             Self::NotString => write!(f, "property is not a NUL-terminated string"),
-            Self::Cells(e) => write!(f, "{e}"),
+            Self::Cells(e) => e.fmt(f),
             Self::BadCellCount(u32::MAX) => {
                 write!(
                     f,
@@ -152,7 +152,7 @@ impl fmt::Display for ErrorKind {
                 second,
             } => write!(f, "more than one {what} ({first} and {second})"),
             Self::NoDevice(what) => write!(f, "no {what} found"),
-            Self::Invalid(why) => write!(f, "{why}"),
+            Self::Invalid(why) => f.write_str(why),
         }
     }
 }
