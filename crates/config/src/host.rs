@@ -772,13 +772,13 @@ impl HostPlatform {
                 && (dt.is_compatible(n, "arm,armv8-timer")
                     || dt.is_compatible(n, "arm,armv7-timer"))
         })?;
-        match gic_interrupts(dt, n, gic) {
-            Ok(v) if v.len() >= 4 => Some(TimerInfo {
-                secure_phys: v[0],
-                nonsecure_phys: v[1],
-                virt: v[2],
-                hyp_phys: v[3],
-                hyp_virt: v.get(4).copied(),
+        match gic_interrupts(dt, n, gic).as_deref() {
+            Ok(&[secure_phys, nonsecure_phys, virt, hyp_phys, ref rest @ ..]) => Some(TimerInfo {
+                secure_phys,
+                nonsecure_phys,
+                virt,
+                hyp_phys,
+                hyp_virt: rest.first().copied(),
                 clock_frequency: dt.prop_u32(n, "clock-frequency"),
             }),
             _ => {
