@@ -5,11 +5,12 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use tessel_addr::{Address, HostRange, PAGE_SIZE};
+use tessel_addr::{Address, HostPhysAddr, HostRange, PAGE_SIZE};
 
+use crate::BootConfig;
 use crate::error::{ConfigError, ErrorKind, Warning};
-use crate::fdt::{Cells, DeviceTree, NodeId, str_value};
-use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg};
+use crate::fdt::{DeviceTree, NodeId, listed, str_value};
+use crate::host::{GicVersion, HostPlatform, SPI_BASE, checked_range, decode_reg, own_reg};
 
 /// vCPU limit of a GICv2 (8 CPU interfaces, IHI 0048B 1.4.1).
 pub const MAX_VCPUS_GICV2: u32 = 8;
@@ -26,43 +27,45 @@ pub const CAP_HARDWARE: u32 = 0x2;
 /// `capabilities` bit: xenstore domain (Xen DOMAIN_CAPS_XENSTORE).
 pub const CAP_XENSTORE: u32 = 0x4;
 
-/// Properties of a `xen,domain` node that Tessel reads.
-const KNOWN_PROPS: &[&str] = &[
-    "compatible",
-    "#address-cells",
-    "#size-cells",
-    "memory",
-    "cpus",
-    "vpl011",
-    "direct-map",
-    "xen,static-mem",
-    "#xen,static-mem-address-cells",
-    "#xen,static-mem-size-cells",
-    "nr_spis",
-    "passthrough",
-    "bootargs",
-    "capabilities",
-    "phandle",
-    "linux,phandle",
-    "name",
+/// Properties of a `xen,domain` node that Tessel reads (NUL-separated:
+/// one string, not a table of pointers).
+const KNOWN_PROPS: &str = concat!(
+    "compatible\0",
+    "#address-cells\0",
+    "#size-cells\0",
+    "memory\0",
+    "cpus\0",
+    "vpl011\0",
+    "direct-map\0",
+    "xen,static-mem\0",
+    "#xen,static-mem-address-cells\0",
+    "#xen,static-mem-size-cells\0",
+    "nr_spis\0",
+    "passthrough\0",
+    "bootargs\0",
+    "capabilities\0",
+    "phandle\0",
+    "linux,phandle\0",
+    "name\0",
     "tessel,vgic-model",
-];
+);
 
 /// Xen domain properties Tessel does not implement; they are ignored with a
 /// warning (not refused) so a DTB written for Xen still boots.
-const XEN_UNSUPPORTED_PROPS: &[&str] = &[
-    "xen,enhanced",
-    "domain-cpupool",
-    "xen,domain-p2m-mem-mb",
-    "max_grant_version",
-    "max_grant_frames",
-    "max_maptrack_frames",
-    "sve",
-    "trap-unmapped-accesses",
-    "llc-colors",
-    "xen,sci_type",
+/// NUL-separated.
+const XEN_UNSUPPORTED_PROPS: &str = concat!(
+    "xen,enhanced\0",
+    "domain-cpupool\0",
+    "xen,domain-p2m-mem-mb\0",
+    "max_grant_version\0",
+    "max_grant_frames\0",
+    "max_maptrack_frames\0",
+    "sve\0",
+    "trap-unmapped-accesses\0",
+    "llc-colors\0",
+    "xen,sci_type\0",
     "v8r_el1_msa",
-];
+);
 
 /// What a boot module holds, from its `compatible`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,13 +270,6 @@ impl DomainConfig {
     }
 }
 
-/// Result of reading `/chosen`.
-pub(crate) struct Chosen {
-    pub xen_bootargs: Option<String>,
-    pub domains: Vec<Result<DomainConfig, Box<ConfigError>>>,
-    pub modules: Vec<BootModule>,
-}
-
 fn u32_prop(
     dt: &DeviceTree,
     n: NodeId,
@@ -282,42 +278,42 @@ fn u32_prop(
 ) -> Result<Option<u32>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
-        Some(v) => dt.prop_u32(n, prop).map(Some).ok_or_else(|| {
-            ConfigError::new(
-                node,
-                Some(prop),
-                ErrorKind::Length {
-                    expected: "4 bytes (1 cell)",
-                    got: v.len(),
-                },
-            )
-        }),
+        Some(&[a, b, c, d]) => Ok(Some(u32::from_be_bytes([a, b, c, d]))),
+        Some(v) => Err(ConfigError::new(
+            node,
+            Some(prop),
+            ErrorKind::Length {
+                expected: "4 bytes (1 cell)",
+                got: v.len(),
+            },
+        )),
     }
 }
 
-fn string_prop(
-    dt: &DeviceTree,
+fn string_prop<'a>(
+    dt: &'a DeviceTree,
     n: NodeId,
     node: &str,
     prop: &str,
-) -> Result<Option<String>, Box<ConfigError>> {
+) -> Result<Option<&'a str>, Box<ConfigError>> {
     match dt.prop(n, prop) {
         None => Ok(None),
         Some(v) => str_value(v)
-            .map(|s| Some(String::from(s)))
+            .map(Some)
             .ok_or_else(|| ConfigError::new(node, Some(prop), ErrorKind::NotString)),
     }
 }
 
 /// Decodes a module's `reg` (one entry) with the cells governing `n`.
 fn module_reg(dt: &DeviceTree, n: NodeId, node: &str) -> Result<HostRange, Box<ConfigError>> {
-    let e = |k| ConfigError::new(node, Some("reg"), k);
-    let cells = dt.reg_cells(n).map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-    let regs = decode_reg(dt, n, "reg", cells).map_err(e)?;
-    let &(a, s) = regs
-        .first()
-        .ok_or_else(|| e(ErrorKind::Cells(tessel_addr::cells::CellError::Empty)))?;
-    checked_range(a, s).map_err(e)
+    let first = || {
+        let regs = own_reg(dt, n)?;
+        let &(a, s) = regs
+            .first()
+            .ok_or(ErrorKind::Cells(tessel_addr::cells::CellError::Empty))?;
+        checked_range(a, s)
+    };
+    first().map_err(|k| ConfigError::new(node, Some("reg"), k))
 }
 
 /// Parses a `hard-affinity` string such as `"0-3,5"` (ASCII whitespace
@@ -327,11 +323,13 @@ fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
         value: String::from(s),
         accepted: "a list of pCPUs or inclusive ranges such as \"0-3,5\"",
     };
+    let num = |x: &str| x.trim_ascii().parse::<u32>().ok();
     let mut out = Vec::new();
-    for part in s.split(',').map(str::trim_ascii) {
+    for part in s.split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let first: u32 = a.trim_ascii().parse().map_err(|_| bad())?;
-        let last: u32 = b.trim_ascii().parse().map_err(|_| bad())?;
+        let (Some(first), Some(last)) = (num(a), num(b)) else {
+            return Err(bad());
+        };
         if first > last {
             return Err(bad());
         }
@@ -347,31 +345,34 @@ fn parse_affinity(s: &str, nr_pcpus: u32) -> Result<Vec<PcpuRange>, ErrorKind> {
     Ok(out)
 }
 
+/// Reads `/chosen` into `cfg` (whose tree and host are filled in): the
+/// hypervisor's boot arguments, the boot modules and the domains.
 // Kept out of line: inlined into `parse_tree` it makes the EL2 image
 // larger (measured).
 #[inline(never)]
-pub(crate) fn parse_chosen(
-    dt: &DeviceTree,
-    host: &HostPlatform,
-    warnings: &mut Vec<Warning>,
-) -> Chosen {
-    let mut out = Chosen {
-        xen_bootargs: None,
-        domains: Vec::new(),
-        modules: Vec::new(),
-    };
+pub(crate) fn parse_chosen(cfg: &mut BootConfig) {
+    let BootConfig {
+        host,
+        xen_bootargs,
+        domains,
+        modules,
+        warnings,
+        tree: dt,
+        ..
+    } = cfg;
     let Some(chosen) = dt.child_by_name(dt.root(), "chosen") else {
-        return out;
+        return;
     };
-    out.xen_bootargs = match dt.prop(chosen, "xen,xen-bootargs") {
+    *xen_bootargs = match dt.prop(chosen, "xen,xen-bootargs") {
         Some(v) => {
             let s = str_value(v).map(String::from);
             if s.is_none() {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     "/chosen",
                     Some("xen,xen-bootargs"),
                     "not a NUL-terminated string; ignored",
-                ));
+                );
             }
             s
         }
@@ -386,74 +387,112 @@ pub(crate) fn parse_chosen(
     // Boot modules at depth <= 3 (children and grandchildren of /chosen).
     for c in dt.children(chosen) {
         let in_domain = dt.is_compatible(c, "xen,domain");
-        let mut candidates: Vec<NodeId> = Vec::new();
-        if !in_domain {
-            candidates.push(c);
-        }
-        candidates.extend(dt.children(c));
-        for m in candidates {
+        let candidates = (!in_domain).then_some(c).into_iter();
+        for m in candidates.chain(dt.children(c)) {
             let Some(kind) = ModuleKind::of(dt, m) else {
                 continue;
             };
-            let domain = in_domain.then(|| String::from(dt.node(c).name.as_str()));
             let path = dt.path(m);
             match module_reg(dt, m, &path) {
                 Ok(range) => {
-                    if domain.is_none() && kind == ModuleKind::Kernel {
-                        warnings.push(Warning::new(
+                    if !in_domain && kind == ModuleKind::Kernel {
+                        Warning::push(
+                            warnings,
                             &path,
                             None,
                             "top-level (dom0) kernel module ignored: Tessel has no dom0",
-                        ));
+                        );
                     }
-                    out.modules.push(BootModule {
+                    modules.push(BootModule {
                         kind,
                         range,
-                        domain,
+                        domain: in_domain.then(|| String::from(dt.node(c).name.as_str())),
                         path,
                         bootargs: dt.prop_str(m, "bootargs").map(String::from),
                     });
                 }
                 // Errors in a domain's own modules refuse that domain below.
-                Err(_) if domain.is_some() => {}
-                Err(e) => warnings.push(Warning::new(
+                Err(_) if in_domain => {}
+                Err(e) => Warning::push(
+                    warnings,
                     &e.node,
                     Some("reg"),
                     "malformed module reg; module not reserved",
-                )),
+                ),
             }
         }
     }
 
     for c in dt.children(chosen) {
         if dt.is_compatible(c, "xen,domain") {
-            out.domains
-                .push(parse_domain(dt, chosen, c, host, warnings));
+            parse_domain(domains, dt, c, host, warnings);
         }
     }
-    out
 }
 
+/// Appends the domain described by node `d` to `domains`: its
+/// configuration, or the error that refuses it.
 fn parse_domain(
+    domains: &mut Vec<Result<DomainConfig, Box<ConfigError>>>,
     dt: &DeviceTree,
-    chosen: NodeId,
     d: NodeId,
     host: &HostPlatform,
     warnings: &mut Vec<Warning>,
-) -> Result<DomainConfig, Box<ConfigError>> {
+) {
+    // The domain is built where it ends up, in `domains`, rather than
+    // built on the stack and moved there. Everything it owns is in the one
+    // `DomainConfig`, so a refusal drops it in one place rather than
+    // dropping each partial result at each `?`.
+    domains.push(Ok(DomainConfig {
+        name: String::from(dt.node(d).name.as_str()),
+        memory_kib: 0,
+        cpus: 0,
+        vpl011: false,
+        direct_map: false,
+        static_mem: Vec::new(),
+        nr_spis: None,
+        passthrough: false,
+        capabilities: 0,
+        kernel: Module {
+            node: String::new(),
+            range: HostRange::new(HostPhysAddr(0), 0),
+            bootargs: None,
+        },
+        ramdisk: None,
+        device_tree: None,
+        node_bootargs: None,
+        vcpu_affinity: Vec::new(),
+        vgic_model: None,
+    }));
+    if let Some(slot) = domains.last_mut()
+        && let Ok(cfg) = slot
+        && let Err(e) = fill_domain(cfg, dt, d, host, warnings)
+    {
+        *slot = Err(e);
+    }
+}
+
+fn fill_domain(
+    cfg: &mut DomainConfig,
+    dt: &DeviceTree,
+    d: NodeId,
+    host: &HostPlatform,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), Box<ConfigError>> {
     let name = dt.node(d).name.as_str();
     let e = |prop: &str, k| ConfigError::new(name, Some(prop), k);
 
     for p in &dt.node(d).props {
         let pn = p.name.as_str();
-        if XEN_UNSUPPORTED_PROPS.contains(&pn) {
-            warnings.push(Warning::new(
+        if listed(XEN_UNSUPPORTED_PROPS, pn) {
+            Warning::push(
+                warnings,
                 name,
                 Some(pn),
                 "Xen property not supported by Tessel; ignored",
-            ));
-        } else if !KNOWN_PROPS.contains(&pn) {
-            warnings.push(Warning::new(name, Some(pn), "unknown property; ignored"));
+            );
+        } else if !listed(KNOWN_PROPS, pn) {
+            Warning::push(warnings, name, Some(pn), "unknown property; ignored");
         }
     }
 
@@ -490,6 +529,7 @@ fn parse_domain(
             ErrorKind::Invalid("must be a whole number of 4 KiB pages"),
         ));
     }
+    cfg.memory_kib = memory_kib;
 
     let max_vcpus = match host.gic.version {
         GicVersion::V2 => MAX_VCPUS_GICV2,
@@ -506,12 +546,15 @@ fn parse_domain(
             },
         ));
     }
+    cfg.cpus = cpus;
 
     let vpl011 = dt.prop(d, "vpl011").is_some();
     let direct_map = dt.prop(d, "direct-map").is_some();
+    cfg.vpl011 = vpl011;
+    cfg.direct_map = direct_map;
 
-    let static_mem = parse_static_mem(dt, chosen, d, name, memory_kib, warnings)?;
-    if direct_map && static_mem.is_empty() {
+    cfg.static_mem = parse_static_mem(dt, d, name, memory_kib, warnings)?;
+    if direct_map && cfg.static_mem.is_empty() {
         return Err(e("direct-map", ErrorKind::Requires("xen,static-mem")));
     }
 
@@ -542,6 +585,7 @@ fn parse_domain(
             ));
         }
     }
+    cfg.nr_spis = nr_spis;
 
     let capabilities = u32_prop(dt, d, name, "capabilities")?.unwrap_or(0);
     if capabilities & !(CAP_CONTROL | CAP_HARDWARE | CAP_XENSTORE) != 0 {
@@ -550,51 +594,50 @@ fn parse_domain(
             ErrorKind::Invalid("unknown bits set (known: 0x1 control, 0x2 hardware, 0x4 xenstore)"),
         ));
     }
+    cfg.capabilities = capabilities;
 
-    let node_bootargs = string_prop(dt, d, name, "bootargs")?;
+    cfg.node_bootargs = string_prop(dt, d, name, "bootargs")?.map(String::from);
 
     // Sub-nodes: modules and vCPU affinity.
-    let mut kernel: Option<Module> = None;
-    let mut ramdisk: Option<Module> = None;
-    let mut device_tree: Option<Module> = None;
-    let mut vcpu_affinity = Vec::new();
+    let mut have_kernel = false;
     for c in dt.children(d) {
         let cname = dt.node(c).name.as_str();
         let mut sub = String::from(name);
         sub.push('/');
         sub.push_str(cname);
         if dt.is_compatible(c, "xen,vcpu") {
-            vcpu_affinity.push(parse_vcpu(dt, c, &sub, cpus, host)?);
+            cfg.vcpu_affinity.push(parse_vcpu(dt, c, &sub, cpus, host)?);
             continue;
         }
         let Some(kind) = ModuleKind::of(dt, c) else {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 None,
                 "sub-node is neither a boot module nor xen,vcpu; ignored",
-            ));
+            );
             continue;
         };
-        let slot = match kind {
-            ModuleKind::Kernel => &mut kernel,
-            ModuleKind::Ramdisk => &mut ramdisk,
-            ModuleKind::DeviceTree => &mut device_tree,
-            _ => {
-                warnings.push(Warning::new(
-                    &sub,
-                    Some("compatible"),
-                    "module kind has no meaning inside a domain; ignored",
-                ));
-                continue;
-            }
-        };
+        if !matches!(
+            kind,
+            ModuleKind::Kernel | ModuleKind::Ramdisk | ModuleKind::DeviceTree
+        ) {
+            Warning::push(
+                warnings,
+                &sub,
+                Some("compatible"),
+                "module kind has no meaning inside a domain; ignored",
+            );
+            continue;
+        }
         if !dt.is_compatible(c, "multiboot,module") && !dt.is_compatible(c, "xen,multiboot-module")
         {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 Some("compatible"),
                 "lacks the generic \"multiboot,module\" Xen requires; accepted",
-            ));
+            );
         }
         let range = module_reg(dt, c, &sub)?;
         if dt.prop(c, "reg").is_some_and(|v| {
@@ -602,51 +645,64 @@ fn parse_domain(
                 .ok()
                 .is_some_and(|(a, s)| v.len() > (a + s) as usize * 4)
         }) {
-            warnings.push(Warning::new(
+            Warning::push(
+                warnings,
                 &sub,
                 Some("reg"),
                 "more than one (address, size) entry; only the first is used",
-            ));
+            );
         }
-        let bootargs = string_prop(dt, c, &sub, "bootargs")?;
+        let bootargs = string_prop(dt, c, &sub, "bootargs")?.map(String::from);
+        let module = Module {
+            node: String::from(cname),
+            range,
+            bootargs,
+        };
+        let slot = match kind {
+            ModuleKind::Kernel => {
+                let first = have_kernel;
+                have_kernel = true;
+                // Always stores the module (`then_some` is eager); what it
+                // replaced is a duplicate only if a kernel came before.
+                first.then_some(core::mem::replace(&mut cfg.kernel, module))
+            }
+            ModuleKind::Ramdisk => cfg.ramdisk.replace(module),
+            _ => cfg.device_tree.replace(module),
+        };
         if let Some(prev) = slot {
             return Err(ConfigError::new(
                 name,
                 None,
                 ErrorKind::Duplicate {
                     what: kind.describe(),
-                    first: prev.node.clone(),
+                    first: prev.node,
                     second: String::from(cname),
                 },
             ));
         }
-        *slot = Some(Module {
-            node: String::from(cname),
-            range,
-            bootargs,
-        });
     }
-    let kernel = kernel.ok_or_else(|| {
-        ConfigError::new(
+    if !have_kernel {
+        return Err(ConfigError::new(
             name,
             None,
             ErrorKind::NoDevice("kernel module (compatible \"multiboot,kernel\")"),
-        )
-    })?;
-    if node_bootargs.is_some() {
-        warnings.push(Warning::new(
+        ));
+    }
+    if cfg.node_bootargs.is_some() {
+        Warning::push(
+            warnings,
             name,
             Some("bootargs"),
-            if kernel.bootargs.is_some() {
+            if cfg.kernel.bootargs.is_some() {
                 "not a Xen binding; the kernel module's bootargs take precedence, this is ignored"
             } else {
                 "not a Xen binding (Xen ignores it); Tessel uses it as the kernel command line"
             },
-        ));
+        );
     }
 
-    let passthrough = match string_prop(dt, d, name, "passthrough")?.as_deref() {
-        None => device_tree.is_some(),
+    cfg.passthrough = match string_prop(dt, d, name, "passthrough")? {
+        None => cfg.device_tree.is_some(),
         Some("enabled") => true,
         Some("disabled") => false,
         Some(other) => {
@@ -660,36 +716,19 @@ fn parse_domain(
         }
     };
 
-    let vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
+    cfg.vgic_model = match string_prop(dt, d, name, "tessel,vgic-model")? {
         None => None,
-        Some(v) => Some(VgicModel::from_name(&v).ok_or_else(|| {
+        Some(v) => Some(VgicModel::from_name(v).ok_or_else(|| {
             e(
                 "tessel,vgic-model",
                 ErrorKind::BadString {
-                    value: v.clone(),
+                    value: String::from(v),
                     accepted: VgicModel::ACCEPTED,
                 },
             )
         })?),
     };
-
-    Ok(DomainConfig {
-        name: String::from(name),
-        memory_kib,
-        cpus,
-        vpl011,
-        direct_map,
-        static_mem,
-        nr_spis,
-        passthrough,
-        capabilities,
-        kernel,
-        ramdisk,
-        device_tree,
-        node_bootargs,
-        vcpu_affinity,
-        vgic_model,
-    })
+    Ok(())
 }
 
 /// A direct-mapped domain's vPL011 sits at the host console UART's address
@@ -714,7 +753,6 @@ fn check_direct_vpl011(host: &HostPlatform) -> Result<(), ErrorKind> {
 
 fn parse_static_mem(
     dt: &DeviceTree,
-    chosen: NodeId,
     d: NodeId,
     name: &str,
     memory_kib: u64,
@@ -725,36 +763,36 @@ fn parse_static_mem(
     if dt.prop(d, PROP).is_none() {
         return Ok(Vec::new());
     }
-    let legacy_a = dt.prop(d, "#xen,static-mem-address-cells").is_some();
-    let legacy_s = dt.prop(d, "#xen,static-mem-size-cells").is_some();
-    let cells = if legacy_a || legacy_s {
-        // Xen 4.16 binding: both dedicated properties must be present.
-        let a = u32_prop(dt, d, name, "#xen,static-mem-address-cells")?;
-        let s = u32_prop(dt, d, name, "#xen,static-mem-size-cells")?;
-        let (Some(a), Some(s)) = (a, s) else {
-            let missing = if legacy_a {
-                "#xen,static-mem-size-cells"
-            } else {
-                "#xen,static-mem-address-cells"
-            };
-            return Err(ConfigError::new(name, Some(missing), ErrorKind::Missing));
-        };
-        warnings.push(Warning::new(
-            name,
-            Some("#xen,static-mem-address-cells"),
-            "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
-        ));
-        (a, s)
-    } else {
+    // Xen 4.16 binding: both dedicated properties must be present.
+    let legacy_a = u32_prop(dt, d, name, "#xen,static-mem-address-cells")?;
+    let legacy_s = u32_prop(dt, d, name, "#xen,static-mem-size-cells")?;
+    let cells = match (legacy_a, legacy_s) {
+        (Some(a), Some(s)) => {
+            Warning::push(
+                warnings,
+                name,
+                Some("#xen,static-mem-address-cells"),
+                "legacy Xen 4.16 binding; Xen >= 4.17 decodes xen,static-mem with /chosen's cells",
+            );
+            (a, s)
+        }
         // Xen >= 4.17: the cells governing the domain node itself, i.e. its
         // parent's (/chosen's, or the nearest ancestor defining them).
-        let a = dt
-            .cells_of(chosen, Cells::Address)
-            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-        let s = dt
-            .cells_of(chosen, Cells::Size)
-            .map_err(|v| e(ErrorKind::BadCellCount(v)))?;
-        (a, s)
+        (None, None) => dt.reg_cells(d).map_err(|v| e(ErrorKind::BadCellCount(v)))?,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                name,
+                Some("#xen,static-mem-size-cells"),
+                ErrorKind::Missing,
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                name,
+                Some("#xen,static-mem-address-cells"),
+                ErrorKind::Missing,
+            ));
+        }
     };
     let raw = decode_reg(dt, d, PROP, cells).map_err(e)?;
     if raw.len() > MAX_STATIC_BANKS {
@@ -774,9 +812,10 @@ fn parse_static_mem(
             }));
         }
         if let Some(prev) = banks.iter().find(|b| b.overlaps(&r)) {
+            let show = |r: &HostRange| alloc::format!("{r}");
             return Err(e(ErrorKind::SelfOverlap {
-                a: alloc::format!("{prev}"),
-                b: alloc::format!("{r}"),
+                a: show(prev),
+                b: show(&r),
             }));
         }
         banks.push(r);
@@ -815,7 +854,7 @@ fn parse_vcpu(
         None => Vec::new(),
         Some(s) => {
             let n = u32::try_from(host.cpus.len()).unwrap_or(u32::MAX);
-            parse_affinity(&s, n).map_err(|k| ConfigError::new(sub, Some("hard-affinity"), k))?
+            parse_affinity(s, n).map_err(|k| ConfigError::new(sub, Some("hard-affinity"), k))?
         }
     };
     Ok(VcpuAffinity { id, hard_affinity })
@@ -929,20 +968,28 @@ mod tests {
         assert!(cfg.host.console.is_none());
     }
 
+    /// A domain with one 64 MiB static bank in 1-cell (address, size) form.
+    fn one_bank_domain() -> TNode {
+        with(
+            domain("d"),
+            "xen,static-mem",
+            cells(&[0x5000_0000, 0x400_0000]),
+        )
+    }
+
+    /// `/chosen` with one address cell, the given `#size-cells` and `d`.
+    fn chosen_1_cell(size_cells: Vec<u8>, d: TNode) -> TNode {
+        TNode::new("chosen")
+            .prop("#address-cells", cells(&[1]))
+            .prop("#size-cells", size_cells)
+            .child(d)
+    }
+
     #[test]
     fn static_mem_uses_chosen_cells_not_the_domain_ones() {
         // /chosen says 1/1, the domain says 2/2: xen,static-mem is decoded
         // with /chosen's cells (Xen >= 4.17), the kernel reg with the domain's.
-        let d = with(
-            domain("d"),
-            "xen,static-mem",
-            cells(&[0x5000_0000, 0x400_0000]),
-        );
-        let chosen = TNode::new("chosen")
-            .prop("#address-cells", cells(&[1]))
-            .prop("#size-cells", cells(&[1]))
-            .child(d);
-        let cfg = run(chosen);
+        let cfg = run(chosen_1_cell(cells(&[1]), one_bank_domain()));
         let d = cfg.domains[0].as_ref().unwrap();
         assert_eq!(d.static_mem[0].start.0, 0x5000_0000);
         assert_eq!(d.static_mem[0].size, 0x400_0000);
@@ -1168,6 +1215,45 @@ mod tests {
         let d = with(d, "xen,static-mem", cells(&[0x5000_0000, 0x400_0000]));
         let cfg = run(TNode::new("chosen").child(d));
         assert_eq!(cfg.domains[0].as_ref().unwrap().static_mem.len(), 1);
+    }
+
+    #[test]
+    fn legacy_static_mem_cells_half_or_malformed() {
+        let refusal = |props: &[(&str, Vec<u8>)]| {
+            let mut d = one_bank_domain();
+            for (p, v) in props {
+                set(&mut d, p, v.clone());
+            }
+            run(TNode::new("chosen").child(d)).domains[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refusal(&[("#xen,static-mem-size-cells", cells(&[1]))]),
+            "d: #xen,static-mem-address-cells: required property is missing"
+        );
+        assert_eq!(
+            refusal(&[("#xen,static-mem-address-cells", cells(&[1]))]),
+            "d: #xen,static-mem-size-cells: required property is missing"
+        );
+        assert_eq!(
+            refusal(&[("#xen,static-mem-size-cells", vec![0, 1])]),
+            "d: #xen,static-mem-size-cells: property must be 4 bytes (1 cell), got 2"
+        );
+        assert_eq!(
+            refusal(&[
+                ("#xen,static-mem-address-cells", vec![1]),
+                ("#xen,static-mem-size-cells", vec![0, 1]),
+            ]),
+            "d: #xen,static-mem-address-cells: property must be 4 bytes (1 cell), got 1"
+        );
+        // A bad governing cell count of /chosen is the static-mem's error.
+        let chosen = chosen_1_cell(vec![0], one_bank_domain());
+        assert_eq!(
+            run(chosen).domains[0].as_ref().unwrap_err().to_string(),
+            "d: xen,static-mem: governing #address-cells/#size-cells is not a single cell"
+        );
     }
 
     proptest! {

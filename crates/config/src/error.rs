@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use tessel_addr::cells::CellError;
@@ -111,7 +112,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "expected {expected}, found {got}")
             }
             Self::NotString => write!(f, "property is not a NUL-terminated string"),
-            Self::Cells(e) => write!(f, "{e}"),
+            Self::Cells(e) => e.fmt(f),
             Self::BadCellCount(u32::MAX) => {
                 write!(
                     f,
@@ -151,7 +152,7 @@ impl fmt::Display for ErrorKind {
                 second,
             } => write!(f, "more than one {what} ({first} and {second})"),
             Self::NoDevice(what) => write!(f, "no {what} found"),
-            Self::Invalid(why) => write!(f, "{why}"),
+            Self::Invalid(why) => f.write_str(why),
         }
     }
 }
@@ -180,12 +181,26 @@ impl ConfigError {
     }
 }
 
+/// Writes `node: property: what`, or `node: what` without a property: the
+/// one layout of every error and warning.
+fn write_located(
+    f: &mut fmt::Formatter<'_>,
+    node: &str,
+    property: Option<&str>,
+    what: &dyn fmt::Display,
+) -> fmt::Result {
+    f.write_str(node)?;
+    if let Some(p) = property {
+        f.write_str(": ")?;
+        f.write_str(p)?;
+    }
+    f.write_str(": ")?;
+    what.fmt(f)
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.property {
-            Some(p) => write!(f, "{}: {}: {}", self.node, p, self.kind),
-            None => write!(f, "{}: {}", self.node, self.kind),
-        }
+        write_located(f, &self.node, self.property.as_deref(), &self.kind)
     }
 }
 
@@ -237,14 +252,12 @@ impl fmt::Display for HostError {
             Self::Fdt(e) => write!(f, "host device tree: {e}"),
             Self::Node {
                 node,
-                property: Some(p),
+                property,
                 kind,
-            } => write!(f, "host {node}: {p}: {kind}"),
-            Self::Node {
-                node,
-                property: None,
-                kind,
-            } => write!(f, "host {node}: {kind}"),
+            } => {
+                f.write_str("host ")?;
+                write_located(f, node, property.as_deref(), kind)
+            }
         }
     }
 }
@@ -264,20 +277,24 @@ pub struct Warning {
 }
 
 impl Warning {
-    pub(crate) fn new(node: &str, property: Option<&str>, message: &'static str) -> Self {
-        Self {
+    /// Appends a warning to `warnings`: one out-of-line call per site
+    /// rather than an inlined construction and `Vec::push` at each.
+    pub(crate) fn push(
+        warnings: &mut Vec<Self>,
+        node: &str,
+        property: Option<&str>,
+        message: &'static str,
+    ) {
+        warnings.push(Self {
             node: String::from(node),
             property: property.map(String::from),
             message,
-        }
+        });
     }
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.property {
-            Some(p) => write!(f, "{}: {}: {}", self.node, p, self.message),
-            None => write!(f, "{}: {}", self.node, self.message),
-        }
+        write_located(f, &self.node, self.property.as_deref(), &self.message)
     }
 }

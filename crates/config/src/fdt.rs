@@ -131,33 +131,37 @@ pub struct DeviceTree {
     memreserve: Vec<(u64, u64)>,
 }
 
-fn be32(buf: &[u8], off: usize, what: &'static str) -> Result<u32, FdtError> {
-    let end = off.checked_add(4).ok_or(FdtError::Truncated { what })?;
-    let b = buf.get(off..end).ok_or(FdtError::Truncated { what })?;
-    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+/// The big-endian u32 at `off` of `buf`, if `buf` holds one there.
+// Out of line: the target forbids unaligned loads, so each inlined copy
+// is a dozen byte loads and shifts (measured: smaller image).
+#[inline(never)]
+fn be32(buf: &[u8], off: usize) -> Option<u32> {
+    let b: [u8; 4] = buf.get(off..off.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
-fn be64(buf: &[u8], off: usize, what: &'static str) -> Result<u64, FdtError> {
-    let hi = be32(buf, off, what)?;
-    let lo = be32(
-        buf,
-        off.checked_add(4).ok_or(FdtError::Truncated { what })?,
-        what,
-    )?;
-    Ok((u64::from(hi) << 32) | u64::from(lo))
+/// The NUL-terminated name at `off` of `buf`: printable ASCII and, for a
+/// node name, no '/' (Devicetree Specification 2.2.1: '/' separates
+/// paths); a property name is also non-empty (2.2.4). `None` for anything
+/// else (the caller's [`FdtError::BadName`] at `off`).
+fn name_at(buf: &[u8], off: usize, node: bool) -> Option<&str> {
+    let rest = buf.get(off..)?;
+    let name = &rest[..rest.iter().position(|&b| b == 0)?];
+    if (!node && name.is_empty())
+        || !name
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !(node && b == b'/'))
+    {
+        return None;
+    }
+    // Printable ASCII is UTF-8: this cannot fail.
+    core::str::from_utf8(name).ok()
 }
 
-/// Reads a NUL-terminated UTF-8 string starting at `off`.
-fn cstr(buf: &[u8], off: usize, err_off: usize) -> Result<(&str, usize), FdtError> {
-    let bad = FdtError::BadName { offset: err_off };
-    let rest = buf.get(off..).ok_or(bad.clone())?;
-    let len = rest.iter().position(|&b| b == 0).ok_or(bad.clone())?;
-    let s = core::str::from_utf8(&rest[..len]).map_err(|_| bad)?;
-    Ok((s, len))
-}
-
-fn align4(v: usize) -> Option<usize> {
-    v.checked_add(3).map(|x| x & !3)
+/// Rounds a structure-block offset up to the next token boundary. Offsets
+/// stay within the block, so this never overflows.
+fn align4(v: usize) -> usize {
+    (v + 3) & !3
 }
 
 fn block<'a>(
@@ -177,53 +181,49 @@ fn block<'a>(
 impl DeviceTree {
     /// Decodes a flattened device tree (versions 16 and 17).
     pub fn parse(blob: &[u8]) -> Result<Self, FdtError> {
-        if blob.len() < HEADER_LEN {
-            return Err(FdtError::Truncated { what: "header" });
-        }
-        let magic = be32(blob, 0, "header")?;
+        let header = blob
+            .get(..HEADER_LEN)
+            .ok_or(FdtError::Truncated { what: "header" })?;
+        // The header holds ten words, so every read succeeds.
+        let word = |i: usize| be32(header, i * 4).unwrap_or(0);
+        let magic = word(0);
         if magic != FDT_MAGIC {
             return Err(FdtError::BadMagic(magic));
         }
-        let total = be32(blob, 4, "header")? as usize;
-        let off_struct = be32(blob, 8, "header")?;
-        let off_strings = be32(blob, 12, "header")?;
-        let off_rsv = be32(blob, 16, "header")? as usize;
-        let version = be32(blob, 20, "header")?;
-        let last_comp = be32(blob, 24, "header")?;
-        let size_strings = be32(blob, 32, "header")?;
-        let size_struct = be32(blob, 36, "header")?;
+        let (version, last_comp) = (word(5), word(6));
         if version < 16 || last_comp > 17 {
             return Err(FdtError::UnsupportedVersion { version, last_comp });
         }
         let blob = blob
-            .get(..total)
+            .get(..word(1) as usize)
             .ok_or(FdtError::Truncated { what: "blob" })?;
-        let strings = block(blob, off_strings, size_strings, "strings")?;
+        let strings = block(blob, word(3), word(8), "strings")?;
         let structure = if version >= 17 {
-            block(blob, off_struct, size_struct, "structure")?
+            block(blob, word(2), word(9), "structure")?
         } else {
-            blob.get(off_struct as usize..)
+            blob.get(word(2) as usize..)
                 .ok_or(FdtError::BlockOutOfBounds { block: "structure" })?
         };
 
         let mut memreserve = Vec::new();
-        let mut off = off_rsv;
+        let mut off = word(4) as usize;
         loop {
-            let addr = be64(blob, off, "memory reservation block")?;
-            let size = be64(
-                blob,
-                off.checked_add(8).ok_or(FdtError::Truncated {
+            let entry = off
+                .checked_add(16)
+                .and_then(|end| blob.get(off..end))
+                .ok_or(FdtError::Truncated {
                     what: "memory reservation block",
-                })?,
-                "memory reservation block",
-            )?;
+                })?;
+            let be64 = |i| {
+                u64::from(be32(entry, i).unwrap_or(0)) << 32
+                    | u64::from(be32(entry, i + 4).unwrap_or(0))
+            };
+            let (addr, size) = (be64(0), be64(8));
             if addr == 0 && size == 0 {
                 break;
             }
             memreserve.push((addr, size));
-            off = off.checked_add(16).ok_or(FdtError::Truncated {
-                what: "memory reservation block",
-            })?;
+            off += 16;
         }
 
         let nodes = Self::parse_structure(structure, strings)?;
@@ -232,82 +232,76 @@ impl DeviceTree {
 
     fn parse_structure(structure: &[u8], strings: &[u8]) -> Result<Vec<Node>, FdtError> {
         let mut nodes: Vec<Node> = Vec::new();
-        let mut stack: Vec<usize> = Vec::new();
+        // The innermost open node and the number of open nodes: the parent
+        // links make a stack of open nodes unnecessary.
+        let mut open: Option<NodeId> = None;
+        let mut depth = 0;
         let mut off = 0usize;
-        let mut root_closed = false;
         loop {
-            let token = be32(structure, off, "structure block")?;
             let here = off;
+            let token = be32(structure, off).ok_or(FdtError::Truncated {
+                what: "structure block",
+            })?;
             off += 4;
+            let nesting = FdtError::BadNesting { offset: here };
             match token {
                 FDT_BEGIN_NODE => {
-                    if root_closed {
-                        return Err(FdtError::BadNesting { offset: here });
+                    // After the root node closed, nothing may follow.
+                    if open.is_none() && !nodes.is_empty() {
+                        return Err(nesting);
                     }
-                    let (name, len) = cstr(structure, off, off)?;
-                    // Devicetree Specification 2.2.1: node names are printable
-                    // ASCII and never contain '/', which separates paths.
-                    if !name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
-                        return Err(FdtError::BadName { offset: off });
-                    }
-                    let name = String::from(name);
-                    off = align4(off + len + 1).ok_or(FdtError::Truncated { what: "node name" })?;
-                    if stack.len() >= MAX_DEPTH {
+                    let name =
+                        name_at(structure, off, true).ok_or(FdtError::BadName { offset: off })?;
+                    off = align4(off + name.len() + 1);
+                    if depth >= MAX_DEPTH {
                         return Err(FdtError::TooDeep);
                     }
-                    let id = nodes.len();
-                    let parent = stack.last().copied();
-                    if let Some(p) = parent {
-                        nodes[p].children.push(NodeId(id));
+                    depth += 1;
+                    let id = NodeId(nodes.len());
+                    if let Some(p) = open.and_then(|p| nodes.get_mut(p.0)) {
+                        p.children.push(id);
                     }
                     nodes.push(Node {
-                        name,
-                        parent: parent.map(NodeId),
+                        name: String::from(name),
+                        parent: open,
                         children: Vec::new(),
                         props: Vec::new(),
                     });
-                    stack.push(id);
+                    open = Some(id);
                 }
                 FDT_END_NODE => {
-                    if stack.pop().is_none() {
-                        return Err(FdtError::BadNesting { offset: here });
-                    }
-                    if stack.is_empty() {
-                        root_closed = true;
-                    }
+                    let c = open.ok_or(nesting)?;
+                    open = nodes.get(c.0).and_then(|n| n.parent);
+                    depth -= 1;
                 }
                 FDT_PROP => {
-                    let len = be32(structure, off, "property header")? as usize;
-                    let nameoff = be32(structure, off + 4, "property header")? as usize;
+                    let header = FdtError::Truncated {
+                        what: "property header",
+                    };
+                    let len = be32(structure, off).ok_or(header.clone())? as usize;
+                    let nameoff = be32(structure, off + 4).ok_or(header)? as usize;
                     off += 8;
-                    let end = off.checked_add(len).ok_or(FdtError::Truncated {
-                        what: "property value",
-                    })?;
-                    let value = structure
-                        .get(off..end)
+                    let value = off
+                        .checked_add(len)
+                        .and_then(|end| structure.get(off..end))
                         .ok_or(FdtError::Truncated {
                             what: "property value",
-                        })?
-                        .to_vec();
-                    off = align4(end).ok_or(FdtError::Truncated {
-                        what: "property value",
-                    })?;
-                    let (name, _) = cstr(strings, nameoff, nameoff)?;
-                    // Devicetree Specification 2.2.4: property names are
-                    // non-empty printable ASCII.
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-                        return Err(FdtError::BadName { offset: nameoff });
+                        })?;
+                    off = align4(off + len);
+                    let name = name_at(strings, nameoff, false)
+                        .ok_or(FdtError::BadName { offset: nameoff })?;
+                    let cur = open.ok_or(nesting)?;
+                    if let Some(n) = nodes.get_mut(cur.0) {
+                        n.props.push(Property {
+                            name: String::from(name),
+                            value: value.to_vec(),
+                        });
                     }
-                    let cur = *stack.last().ok_or(FdtError::BadNesting { offset: here })?;
-                    nodes[cur].props.push(Property {
-                        name: String::from(name),
-                        value,
-                    });
                 }
                 FDT_NOP => {}
                 FDT_END => {
-                    if !root_closed || !stack.is_empty() {
-                        return Err(FdtError::BadNesting { offset: here });
+                    if open.is_some() || nodes.is_empty() {
+                        return Err(nesting);
                     }
                     return Ok(nodes);
                 }
@@ -389,38 +383,35 @@ impl DeviceTree {
 
     /// Whether the node is enabled: `status` absent, `"okay"` or `"ok"`.
     pub fn is_enabled(&self, id: NodeId) -> bool {
-        match self.prop(id, "status") {
-            None => true,
-            Some(_) => matches!(self.prop_str(id, "status"), Some("okay" | "ok")),
-        }
+        self.prop(id, "status")
+            .is_none_or(|v| matches!(str_value(v), Some("okay" | "ok")))
     }
 
     /// Node name without the unit address (`"pl011"` for `"pl011@9000000"`).
     pub fn base_name(&self, id: NodeId) -> &str {
         let n = self.node(id).name.as_str();
-        n.split('@').next().unwrap_or(n)
+        n.split_once('@').map_or(n, |(base, _)| base)
     }
 
     /// Full path of `id` (`"/"` for the root).
     pub fn path(&self, id: NodeId) -> String {
-        let mut parts: Vec<&str> = Vec::new();
-        let mut cur = Some(id);
-        while let Some(c) = cur {
-            let n = self.node(c);
-            if n.parent.is_some() {
-                parts.push(n.name.as_str());
-            }
-            cur = n.parent;
-        }
-        if parts.is_empty() {
-            return String::from("/");
-        }
         let mut s = String::new();
-        for p in parts.iter().rev() {
+        self.push_path(id, &mut s);
+        if s.is_empty() {
             s.push('/');
-            s.push_str(p);
         }
         s
+    }
+
+    /// Appends `/name` for every node from below the root down to `id`.
+    /// Recursion depth is bounded by the nesting limit of the parser.
+    fn push_path(&self, id: NodeId, s: &mut String) {
+        let n = self.node(id);
+        if let Some(p) = n.parent {
+            self.push_path(p, s);
+            s.push('/');
+            s.push_str(&n.name);
+        }
     }
 
     /// Child of `parent` with name `name`. A name without `@` also matches a
@@ -443,9 +434,13 @@ impl DeviceTree {
 
     /// Looks up an absolute path such as `"/soc/serial@1000"`.
     pub fn find_path(&self, path: &str) -> Option<NodeId> {
-        let rest = path.strip_prefix('/')?;
-        let mut cur = self.root();
-        for comp in rest.split('/').filter(|c| !c.is_empty()) {
+        self.walk(self.root(), path.strip_prefix('/')?)
+    }
+
+    /// Follows the `/`-separated node names of `rel` down from `from`.
+    pub(crate) fn walk(&self, from: NodeId, rel: &str) -> Option<NodeId> {
+        let mut cur = from;
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
             cur = self.child_by_name(cur, comp)?;
         }
         Some(cur)
@@ -500,6 +495,12 @@ pub enum Cells {
     Address,
     /// `#size-cells`.
     Size,
+}
+
+/// Whether `name` is one of the NUL-separated names in `list` (a list
+/// kept as one string rather than a table of string pointers).
+pub(crate) fn listed(list: &str, name: &str) -> bool {
+    list.split('\0').any(|n| n == name)
 }
 
 /// Decodes a property value holding one NUL-terminated UTF-8 string.

@@ -10,7 +10,7 @@ use tessel_addr::cells;
 use tessel_addr::{HostPhysAddr, HostRange};
 
 use crate::error::{ErrorKind, HostError, Warning};
-use crate::fdt::{Cells, DeviceTree, NodeId};
+use crate::fdt::{Cells, DeviceTree, NodeId, listed};
 
 /// First SPI INTID (GIC Architecture Specification IHI 0069, 2.2.1).
 pub const SPI_BASE: u32 = 32;
@@ -21,32 +21,33 @@ const MAX_SPI_NUM: u32 = 1019 - SPI_BASE;
 /// Largest PPI number in a GIC interrupt specifier (INTIDs 16..=31).
 const MAX_PPI_NUM: u32 = 15;
 
-/// Compatible strings of a GICv2 (Linux binding arm,gic.yaml).
-const GICV2_COMPATS: &[&str] = &[
-    "arm,gic-400",
-    "arm,cortex-a15-gic",
-    "arm,cortex-a9-gic",
-    "arm,cortex-a7-gic",
-    "arm,arm11mp-gic",
-    "arm,arm1176jzf-devchip-gic",
-    "arm,eb11mp-gic",
-    "arm,pl390",
-    "arm,tc11mp-gic",
+/// Compatible strings of a GICv2 (Linux binding arm,gic.yaml),
+/// NUL-separated.
+const GICV2_COMPATS: &str = concat!(
+    "arm,gic-400\0",
+    "arm,cortex-a15-gic\0",
+    "arm,cortex-a9-gic\0",
+    "arm,cortex-a7-gic\0",
+    "arm,arm11mp-gic\0",
+    "arm,arm1176jzf-devchip-gic\0",
+    "arm,eb11mp-gic\0",
+    "arm,pl390\0",
+    "arm,tc11mp-gic\0",
     "arm,gic-v2",
-];
+);
 /// Compatible string of a GICv3/v4 (binding arm,gic-v3.yaml).
 const GICV3_COMPAT: &str = "arm,gic-v3";
 /// IOMMU compatibles that mean DMA can be confined (bindings
-/// arm,smmu.yaml and arm,smmu-v3.yaml).
-const IOMMU_COMPATS: &[&str] = &[
-    "arm,smmu-v3",
-    "arm,smmu-v2",
-    "arm,smmu-v1",
-    "arm,mmu-500",
-    "arm,mmu-401",
-    "arm,mmu-400",
+/// arm,smmu.yaml and arm,smmu-v3.yaml), NUL-separated.
+const IOMMU_COMPATS: &str = concat!(
+    "arm,smmu-v3\0",
+    "arm,smmu-v2\0",
+    "arm,smmu-v1\0",
+    "arm,mmu-500\0",
+    "arm,mmu-401\0",
+    "arm,mmu-400\0",
     "qcom,smmu-v2",
-];
+);
 
 /// GIC architecture version of the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,19 +252,70 @@ pub(crate) fn decode_reg(
     if !(1..=2).contains(&sc) {
         return Err(ErrorKind::BadCellCount(sc));
     }
-    Ok(cells::reg(v, ac, sc).map_err(ErrorKind::Cells)?.collect())
+    // As `cells::reg` decodes it, written as a loop: smaller than
+    // collecting its iterator.
+    let tuple = (ac + sc) as usize * 4;
+    if v.is_empty() {
+        return Err(ErrorKind::Cells(cells::CellError::Empty));
+    }
+    if !v.len().is_multiple_of(tuple) {
+        return Err(ErrorKind::Cells(cells::CellError::Truncated {
+            len: v.len(),
+            tuple,
+        }));
+    }
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some((a, r)) = cells::read(rest, ac)
+        && let Some((s, r)) = cells::read(r, sc)
+    {
+        out.push((a, s));
+        rest = r;
+    }
+    Ok(out)
 }
 
+/// `id`'s `reg`, decoded with the cells of its parent.
+pub(crate) fn own_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<(u64, u64)>, ErrorKind> {
+    decode_reg(
+        dt,
+        id,
+        "reg",
+        dt.reg_cells(id).map_err(ErrorKind::BadCellCount)?,
+    )
+}
+
+/// `id`'s `reg` (with its parent's cells) as checked host ranges, appended
+/// to `out`. With `skip_empty`, zero-sized entries are left out.
+fn host_reg_into(
+    dt: &DeviceTree,
+    id: NodeId,
+    skip_empty: bool,
+    out: &mut Vec<HostRange>,
+) -> Result<(), Box<HostError>> {
+    let mut decode = || {
+        for (a, s) in own_reg(dt, id)? {
+            if !(skip_empty && s == 0) {
+                out.push(checked_range(a, s)?);
+            }
+        }
+        Ok(())
+    };
+    decode().map_err(|k| err(dt, id, Some("reg"), k))
+}
+
+/// `id`'s `reg` (with its parent's cells) as checked host ranges.
 fn host_reg(dt: &DeviceTree, id: NodeId) -> Result<Vec<HostRange>, Box<HostError>> {
-    let c = dt
-        .reg_cells(id)
-        .map_err(|v| err(dt, id, Some("reg"), ErrorKind::BadCellCount(v)))?;
-    let raw = decode_reg(dt, id, "reg", c).map_err(|k| err(dt, id, Some("reg"), k))?;
-    raw.into_iter()
-        .map(|(a, s)| checked_range(a, s).map_err(|k| err(dt, id, Some("reg"), k)))
-        .collect()
+    let mut out = Vec::new();
+    host_reg_into(dt, id, false, &mut out)?;
+    Ok(out)
 }
 
+/// `start..start+size` as a host range, if it is non-empty and does not
+/// wrap past the end of the address space.
+// Out of line: inlined at its half-dozen call sites it makes the image
+// larger (measured).
+#[inline(never)]
 pub(crate) fn checked_range(start: u64, size: u64) -> Result<HostRange, ErrorKind> {
     let r = HostRange::new(HostPhysAddr(start), size);
     if size == 0 || start.checked_add(size - 1).is_none() {
@@ -327,14 +379,17 @@ fn gic_interrupts(dt: &DeviceTree, id: NodeId, gic: NodeId) -> Result<Vec<u32>, 
             got: v.len(),
         });
     }
-    v.chunks_exact(width)
-        .map(|c| {
-            let (kind, rest) = cells::read(c, 1).ok_or(ErrorKind::Invalid("short specifier"))?;
-            let (num, _) = cells::read(rest, 1).ok_or(ErrorKind::Invalid("short specifier"))?;
-            // Both values were read from one cell, so they fit in u32.
-            gic_spec_to_intid(kind as u32, num as u32)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for c in v.chunks_exact(width) {
+        // A specifier has at least 3 cells (checked above), so both reads
+        // succeed; each value is one cell, so it fits in u32.
+        if let Some((kind, rest)) = cells::read(c, 1)
+            && let Some((num, _)) = cells::read(rest, 1)
+        {
+            out.push(gic_spec_to_intid(kind as u32, num as u32)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Translates a bus address of `id`'s parent bus to a host physical
@@ -348,9 +403,20 @@ fn translate(dt: &DeviceTree, id: NodeId, mut addr: u64, size: u64) -> Option<u6
             let ca = dt.cells_of(bus, Cells::Address).ok()?;
             let pa = dt.cells_of(up, Cells::Address).ok()?;
             let sc = dt.cells_of(bus, Cells::Size).ok()?;
-            let entries = cells::tuples(v, [ca, pa, sc]).ok()?;
+            // The checks `cells::tuples` makes, then its decoding as a
+            // loop (smaller than its generic iterator).
+            if ![ca, pa, sc].iter().all(|w| (1..=2).contains(w))
+                || !v.len().is_multiple_of((ca + pa + sc) as usize * 4)
+            {
+                return None;
+            }
+            let mut rest = v;
             let mut hit = None;
-            for [child, parent, len] in entries {
+            while let Some((child, r)) = cells::read(rest, ca)
+                && let Some((parent, r)) = cells::read(r, pa)
+                && let Some((len, r)) = cells::read(r, sc)
+            {
+                rest = r;
                 let off = addr.checked_sub(child)?;
                 if off < len && off.checked_add(size)? <= len {
                     hit = Some(parent.checked_add(off)?);
@@ -381,7 +447,9 @@ impl HostPlatform {
         let psci = Self::read_psci(dt, warnings);
         let has_iommu = dt.nodes().any(|n| {
             dt.is_enabled(n)
-                && (IOMMU_COMPATS.iter().any(|c| dt.is_compatible(n, c))
+                && (dt
+                    .prop_strs(n, "compatible")
+                    .any(|c| listed(IOMMU_COMPATS, c))
                     || dt.prop(n, "iommus").is_some())
         });
         let mut devices = Vec::new();
@@ -411,13 +479,7 @@ impl HostPlatform {
             }
             // A memory node may have zero-size entries (placeholders filled
             // by firmware); skip those rather than reject the platform.
-            let c = dt
-                .reg_cells(n)
-                .map_err(|v| err(dt, n, Some("reg"), ErrorKind::BadCellCount(v)))?;
-            let raw = decode_reg(dt, n, "reg", c).map_err(|k| err(dt, n, Some("reg"), k))?;
-            for (a, s) in raw.into_iter().filter(|&(_, s)| s != 0) {
-                ram.push(checked_range(a, s).map_err(|k| err(dt, n, Some("reg"), k))?);
-            }
+            host_reg_into(dt, n, true, &mut ram)?;
         }
         if ram.is_empty() {
             return Err(HostError::node(
@@ -446,11 +508,12 @@ impl HostPlatform {
             for n in dt.children(rm) {
                 if dt.prop(n, "reg").is_none() {
                     // Dynamically placed (`size`/`alloc-ranges`): nothing fixed.
-                    warnings.push(Warning::new(
+                    Warning::push(
+                        warnings,
                         &dt.path(n),
                         Some("reg"),
                         "reserved-memory node without reg (dynamic placement) ignored",
-                    ));
+                    );
                     continue;
                 }
                 let path = dt.path(n);
@@ -538,7 +601,10 @@ impl HostPlatform {
             }
             if dt.is_compatible(n, GICV3_COMPAT) {
                 Some((n, GicVersion::V3))
-            } else if GICV2_COMPATS.iter().any(|c| dt.is_compatible(n, c)) {
+            } else if dt
+                .prop_strs(n, "compatible")
+                .any(|c| listed(GICV2_COMPATS, c))
+            {
                 Some((n, GicVersion::V2))
             } else {
                 None
@@ -566,23 +632,26 @@ impl HostPlatform {
                 },
             )
         };
-        let mut it = regs.iter().copied();
-        let gicd = it.next().ok_or_else(|| reg_short(0))?;
-        let mut redistributors = Vec::new();
+        // `host_reg` never returns an empty list.
+        let Some((&gicd, rest)) = regs.split_first() else {
+            return Err(reg_short(0));
+        };
+        let mut nr = 0;
         if version == GicVersion::V3 {
-            let nr = match dt.prop(n, "#redistributor-regions") {
+            nr = match dt.prop(n, "#redistributor-regions") {
                 None => 1,
-                Some(_) => dt.prop_u32(n, "#redistributor-regions").ok_or_else(|| {
-                    err(
+                Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+                Some(v) => {
+                    return Err(err(
                         dt,
                         n,
                         Some("#redistributor-regions"),
                         ErrorKind::Length {
                             expected: "4 bytes (1 cell)",
-                            got: dt.prop(n, "#redistributor-regions").map_or(0, <[u8]>::len),
+                            got: v.len(),
                         },
-                    )
-                })?,
+                    ));
+                }
             };
             if nr == 0 || nr as usize >= regs.len() {
                 return Err(err(
@@ -596,13 +665,12 @@ impl HostPlatform {
                     },
                 ));
             }
-            for _ in 0..nr {
-                redistributors.extend(it.next());
-            }
         }
-        let gicc = it.next();
-        let gich = it.next();
-        let gicv = it.next();
+        // `nr < regs.len()`, so this always splits.
+        let (redistributors, rest) = rest.split_at_checked(nr as usize).unwrap_or((&[], rest));
+        let gicc = rest.first().copied();
+        let gich = rest.get(1).copied();
+        let gicv = rest.get(2).copied();
         if version == GicVersion::V2 && gicv.is_none() {
             // Without GICH/GICV the GICv2 lacks virtualization extensions.
             return Err(err(
@@ -615,13 +683,12 @@ impl HostPlatform {
                 },
             ));
         }
-        let maintenance_intid = match dt.prop(n, "interrupts") {
-            None => None,
-            Some(_) => Some(
-                gic_interrupts(dt, n, n)
-                    .and_then(|v| v.first().copied().ok_or(ErrorKind::Missing))
-                    .map_err(|k| err(dt, n, Some("interrupts"), k))?,
-            ),
+        // Optional; `gic_interrupts` is Missing only when it is absent, and
+        // a present list is never empty.
+        let maintenance_intid = match gic_interrupts(dt, n, n) {
+            Ok(v) => v.first().copied(),
+            Err(ErrorKind::Missing) => None,
+            Err(k) => return Err(err(dt, n, Some("interrupts"), k)),
         };
         Ok((
             n,
@@ -632,7 +699,7 @@ impl HostPlatform {
                     .prop_u32(n, "phandle")
                     .or(dt.prop_u32(n, "linux,phandle")),
                 gicd,
-                redistributors,
+                redistributors: redistributors.to_vec(),
                 gicc,
                 gich,
                 gicv,
@@ -651,14 +718,14 @@ impl HostPlatform {
             return None;
         };
         let warn = |w: &mut Vec<Warning>, msg| {
-            w.push(Warning::new("/chosen", Some(prop), msg));
+            Warning::push(w, "/chosen", Some(prop), msg);
             None
         };
         let Some(spec) = dt.prop_str(chosen, prop) else {
             return warn(warnings, "not a string; no console UART");
         };
         let (target, options) = match spec.split_once(':') {
-            Some((t, o)) => (t, Some(String::from(o))),
+            Some((t, o)) => (t, Some(o)),
             None => (spec, None),
         };
         let node = if target.starts_with('/') {
@@ -666,18 +733,11 @@ impl HostPlatform {
         } else {
             // An alias, possibly followed by a sub-path.
             let (alias, tail) = target.split_once('/').unwrap_or((target, ""));
+            // `p/tail`, walked without building the joined path.
             dt.child_by_name(dt.root(), "aliases")
                 .and_then(|a| dt.prop_str(a, alias))
-                .and_then(|p| {
-                    if tail.is_empty() {
-                        dt.find_path(p)
-                    } else {
-                        let mut full = String::from(p);
-                        full.push('/');
-                        full.push_str(tail);
-                        dt.find_path(&full)
-                    }
-                })
+                .and_then(|p| dt.find_path(p))
+                .and_then(|n| dt.walk(n, tail))
         };
         let Some(node) = node else {
             return warn(warnings, "names no node; no console UART");
@@ -688,17 +748,18 @@ impl HostPlatform {
         let intid = match gic_interrupts(dt, node, gic) {
             Ok(v) => v.first().copied(),
             Err(_) => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(node),
                     Some("interrupts"),
                     "console UART interrupt not decodable as a GIC SPI/PPI; polled only",
-                ));
+                );
                 None
             }
         };
         Some(UartInfo {
             path: dt.path(node),
-            options,
+            options: options.map(String::from),
             mmio,
             intid,
             compatible: dt.prop_strs(node, "compatible").map(String::from).collect(),
@@ -711,21 +772,22 @@ impl HostPlatform {
                 && (dt.is_compatible(n, "arm,armv8-timer")
                     || dt.is_compatible(n, "arm,armv7-timer"))
         })?;
-        match gic_interrupts(dt, n, gic) {
-            Ok(v) if v.len() >= 4 => Some(TimerInfo {
-                secure_phys: v[0],
-                nonsecure_phys: v[1],
-                virt: v[2],
-                hyp_phys: v[3],
-                hyp_virt: v.get(4).copied(),
+        match gic_interrupts(dt, n, gic).as_deref() {
+            Ok(&[secure_phys, nonsecure_phys, virt, hyp_phys, ref rest @ ..]) => Some(TimerInfo {
+                secure_phys,
+                nonsecure_phys,
+                virt,
+                hyp_phys,
+                hyp_virt: rest.first().copied(),
                 clock_frequency: dt.prop_u32(n, "clock-frequency"),
             }),
             _ => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(n),
                     Some("interrupts"),
                     "timer needs 4 GIC PPIs (secure, non-secure, virtual, hypervisor); ignored",
-                ));
+                );
                 None
             }
         }
@@ -742,11 +804,12 @@ impl HostPlatform {
             Some("hvc") => PsciMethod::Hvc,
             Some("smc") => PsciMethod::Smc,
             _ => {
-                warnings.push(Warning::new(
+                Warning::push(
+                    warnings,
                     &dt.path(n),
                     Some("method"),
                     "PSCI method is neither \"hvc\" nor \"smc\"; PSCI ignored",
-                ));
+                );
                 return None;
             }
         };
@@ -768,23 +831,17 @@ impl HostPlatform {
         out: &mut Vec<DeviceRegion>,
         warnings: &mut Vec<Warning>,
     ) {
-        if dt.node(id).parent == Some(dt.root()) {
-            let base = dt.base_name(id);
-            if matches!(
-                base,
-                "memory" | "cpus" | "chosen" | "reserved-memory" | "aliases"
-            ) || dt.prop_str(id, "device_type") == Some("memory")
-            {
-                return;
-            }
+        if dt.node(id).parent == Some(dt.root())
+            && (listed(
+                "memory\0cpus\0chosen\0reserved-memory\0aliases",
+                dt.base_name(id),
+            ) || dt.prop_str(id, "device_type") == Some("memory"))
+        {
+            return;
         }
         let no_mmio = matches!(dt.reg_cells(id), Ok((_, 0)));
         if dt.prop(id, "reg").is_some() && !no_mmio {
-            match dt
-                .reg_cells(id)
-                .map_err(ErrorKind::BadCellCount)
-                .and_then(|c| decode_reg(dt, id, "reg", c))
-            {
+            match own_reg(dt, id) {
                 Ok(regs) => {
                     for (a, s) in regs {
                         if s == 0 {
@@ -803,11 +860,12 @@ impl HostPlatform {
                         }
                     }
                 }
-                Err(_) => warnings.push(Warning::new(
+                Err(_) => Warning::push(
+                    warnings,
                     &dt.path(id),
                     Some("reg"),
                     "malformed reg; device left out of the MMIO map",
-                )),
+                ),
             }
         }
         for &c in &dt.node(id).children {
@@ -914,16 +972,54 @@ mod tests {
 
     #[test]
     fn unresolvable_stdout_path_warns() {
-        let mut root = base();
+        // An unknown alias, and a known one with a sub-path that is not there.
+        for spec in ["serial7:9600", "serial0/nothing"] {
+            let mut root = base().child(TNode::new("aliases").prop("serial0", s("/uart@9000000")));
+            edit(&mut root, "chosen", |c| set(c, "stdout-path", s(spec)));
+            let (h, w) = platform(&root);
+            assert!(h.unwrap().console.is_none());
+            assert_eq!(
+                w[0].to_string(),
+                "/chosen: stdout-path: names no node; no console UART"
+            );
+        }
+    }
+
+    #[test]
+    fn stdout_path_alias_with_sub_path_resolves() {
+        let mut root = base().child(
+            TNode::new("aliases")
+                .prop("serial0", s("/uart@9000000"))
+                .prop("bus", s("/bus@a000000/")),
+        );
+        root = root.child(
+            TNode::new("bus@a000000")
+                .prop("#address-cells", cells(&[1]))
+                .prop("#size-cells", cells(&[1]))
+                .prop("ranges", Vec::new())
+                .child(TNode::new("uart@a001000").prop("reg", cells(&[0x0a00_1000, 0x1000]))),
+        );
         edit(&mut root, "chosen", |c| {
-            set(c, "stdout-path", s("serial7:9600"))
+            set(c, "stdout-path", s("serial0:115200n8"))
+        });
+        let (h, _) = platform(&root);
+        let con = h.unwrap().console.unwrap();
+        assert_eq!(
+            (con.path.as_str(), con.options.as_deref()),
+            ("/uart@9000000", Some("115200n8"))
+        );
+        edit(&mut root, "chosen", |c| {
+            set(c, "stdout-path", s("bus/uart@a001000"))
         });
         let (h, w) = platform(&root);
-        assert!(h.unwrap().console.is_none());
+        let con = h.unwrap().console.unwrap();
         assert_eq!(
-            w[0].to_string(),
-            "/chosen: stdout-path: names no node; no console UART"
+            (con.path.as_str(), con.options),
+            ("/bus@a000000/uart@a001000", None)
         );
+        assert_eq!(con.mmio.start.0, 0x0a00_1000);
+        // No interrupts: polled, with a warning naming the UART.
+        assert_eq!(w[0].node, "/bus@a000000/uart@a001000");
     }
 
     #[test]

@@ -108,20 +108,21 @@ pub fn parse(dtb: &[u8]) -> Result<BootConfig, HostError> {
 pub fn parse_tree(dt: DeviceTree) -> Result<BootConfig, HostError> {
     let mut warnings = Vec::new();
     let host = HostPlatform::from_tree(&dt, &mut warnings).map_err(|e| *e)?;
-    let chosen = chosen::parse_chosen(&dt, &host, &mut warnings);
-    let vgic_model = chosen
-        .xen_bootargs
-        .as_deref()
-        .and_then(|args| vgic_option(args, &mut warnings));
-    Ok(BootConfig {
+    let mut cfg = BootConfig {
         host,
-        xen_bootargs: chosen.xen_bootargs,
-        vgic_model,
-        domains: chosen.domains,
-        modules: chosen.modules,
+        xen_bootargs: None,
+        vgic_model: None,
+        domains: Vec::new(),
+        modules: Vec::new(),
         warnings,
         tree: dt,
-    })
+    };
+    chosen::parse_chosen(&mut cfg);
+    cfg.vgic_model = cfg
+        .xen_bootargs
+        .as_deref()
+        .and_then(|args| vgic_option(args, &mut cfg.warnings));
+    Ok(cfg)
 }
 
 /// The last `vgic=` option of a hypervisor command line (later options win,
@@ -134,11 +135,12 @@ fn vgic_option(args: &str, warnings: &mut Vec<Warning>) -> Option<VgicModel> {
         .next_back()?;
     let model = VgicModel::from_name(value);
     if model.is_none() {
-        warnings.push(Warning::new(
+        Warning::push(
+            warnings,
             "/chosen",
             Some("xen,xen-bootargs"),
             "vgic= names no vGIC model (\"classic\", \"new\" or \"per-irq\"); using the default",
-        ));
+        );
     }
     model
 }
