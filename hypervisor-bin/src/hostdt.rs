@@ -153,13 +153,19 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                         .ok_or(DtError::Truncated("strings"))?,
                 );
                 let node = &mut stack[depth];
-                match pname {
-                    b"#address-cells" => node.addr_cells = be32(value, 0, "#address-cells")?,
-                    b"#size-cells" => node.size_cells = be32(value, 0, "#size-cells")?,
-                    b"compatible" => node.compat = value,
-                    b"reg" => node.reg = value,
-                    b"device_type" => node.device_type = value,
-                    _ => {}
+                // Slice comparisons (one memcmp call each) rather than a
+                // `match` on byte-string patterns, which compiles to a
+                // compare and branch per byte.
+                if pname == b"#address-cells" {
+                    node.addr_cells = be32(value, 0, "#address-cells")?;
+                } else if pname == b"#size-cells" {
+                    node.size_cells = be32(value, 0, "#size-cells")?;
+                } else if pname == b"compatible" {
+                    node.compat = value;
+                } else if pname == b"reg" {
+                    node.reg = value;
+                } else if pname == b"device_type" {
+                    node.device_type = value;
                 }
             }
             FDT_END_NODE => {
