@@ -32,8 +32,23 @@ pub fn plan_all<'a, 'm, M: ModuleMemory<'m>>(
     host: &'a HostFacts,
     modules: M,
 ) -> Result<Outcomes<'m>, RamError> {
-    let mut b = Builder::new(boot, host, modules)?;
-    Ok(boot.valid_domains().map(|cfg| b.plan(cfg)).collect())
+    plan_all_dyn(boot, host, &modules)
+}
+
+/// [`plan_all`] with the boot modules behind a trait object: the planner
+/// is then compiled once, in this crate and at its optimisation level,
+/// rather than in (and as) each crate that names a [`ModuleMemory`].
+#[inline(never)]
+fn plan_all_dyn<'m>(
+    boot: &BootConfig,
+    host: &HostFacts,
+    modules: &dyn ModuleMemory<'m>,
+) -> Result<Outcomes<'m>, RamError> {
+    let mut p = Planner::new(boot, host)?;
+    Ok(boot
+        .valid_domains()
+        .map(|cfg| p.plan(cfg, modules))
+        .collect())
 }
 
 /// Host memory no domain's RAM may come from: the hypervisor image (with
@@ -110,15 +125,8 @@ pub fn kept_regions(host: &tessel_config::HostPlatform) -> Vec<Forbidden> {
 /// gives back its heap RAM, pCPUs and devices; its static banks stay
 /// reserved for it (unused), as in Xen.
 pub struct Builder<'a, 'm, M> {
-    boot: &'a BootConfig,
-    host: &'a HostFacts,
+    planner: Planner<'a>,
     modules: M,
-    mem: HostMemory,
-    registry: Registry,
-    free: Vec<bool>,
-    next_vmid: u32,
-    /// Domains whose static banks could not be reserved, and why.
-    bank_errors: Vec<(String, BankError)>,
     _bytes: core::marker::PhantomData<&'m [u8]>,
 }
 
@@ -126,6 +134,51 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// A builder over `boot`'s host, with the hypervisor's own memory
     /// ([`kept_memory`]) and device frames ([`kept_regions`]) kept out.
     pub fn new(boot: &'a BootConfig, host: &'a HostFacts, modules: M) -> Result<Self, RamError> {
+        Ok(Self {
+            planner: Planner::new(boot, host)?,
+            modules,
+            _bytes: core::marker::PhantomData,
+        })
+    }
+
+    /// Host memory as claimed so far.
+    pub fn memory(&self) -> &HostMemory {
+        &self.planner.mem
+    }
+
+    /// Devices as assigned so far.
+    pub fn registry(&self) -> &Registry {
+        &self.planner.registry
+    }
+
+    /// Which pCPUs are still free.
+    pub fn free_pcpus(&self) -> &[bool] {
+        &self.planner.free
+    }
+
+    /// Plans `cfg`, claiming its resources, or refuses it and gives back
+    /// whatever it took.
+    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+        self.planner.plan(cfg, &self.modules)
+    }
+}
+
+/// The state of [`Builder`] without the boot modules, which its methods
+/// take as a trait object: not generic, so compiled once, in this crate.
+struct Planner<'a> {
+    boot: &'a BootConfig,
+    host: &'a HostFacts,
+    mem: HostMemory,
+    registry: Registry,
+    free: Vec<bool>,
+    next_vmid: u32,
+    /// Domains whose static banks could not be reserved, and why.
+    bank_errors: Vec<(String, BankError)>,
+}
+
+impl<'a> Planner<'a> {
+    /// See [`Builder::new`].
+    fn new(boot: &'a BootConfig, host: &'a HostFacts) -> Result<Self, RamError> {
         let mut mem = HostMemory::new(&boot.host.ram, kept_memory(boot, host))?;
         let mut bank_errors = Vec::new();
         for cfg in boot.valid_domains().filter(|c| !c.static_mem.is_empty()) {
@@ -136,36 +189,22 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         Ok(Self {
             boot,
             host,
-            modules,
             mem,
             registry: Registry::new(kept_regions(&boot.host)),
             free: host.free_pcpus.clone(),
             next_vmid: 1,
             bank_errors,
-            _bytes: core::marker::PhantomData,
         })
     }
 
-    /// Host memory as claimed so far.
-    pub fn memory(&self) -> &HostMemory {
-        &self.mem
-    }
-
-    /// Devices as assigned so far.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Which pCPUs are still free.
-    pub fn free_pcpus(&self) -> &[bool] {
-        &self.free
-    }
-
-    /// Plans `cfg`, claiming its resources, or refuses it and gives back
-    /// whatever it took.
-    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+    /// See [`Builder::plan`].
+    fn plan<'m>(
+        &mut self,
+        cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
+    ) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let free_before = self.free.clone();
-        let r = self.try_plan(cfg);
+        let r = self.try_plan(cfg, modules);
         match &r {
             Ok(p) => {
                 self.next_vmid = u32::from(p.vmid) + 1;
@@ -202,7 +241,11 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         }
     }
 
-    fn try_plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+    fn try_plan<'m>(
+        &mut self,
+        cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
+    ) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let name = cfg.name.as_str();
         let err = |property, kind| BuildError::new(name, property, kind);
         let caps = HostCapabilities {
@@ -243,7 +286,8 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             })
             .collect();
 
-        let (devices, pt_node) = self.devices(cfg, vgic_config.nr_spis, vpl011.as_ref())?;
+        let (devices, pt_node) =
+            self.devices(cfg, modules, vgic_config.nr_spis, vpl011.as_ref())?;
         hw_irqs.extend(devices.irqs.iter().map(|&irq| HwIrq {
             vcpu: 0,
             virq: irq,
@@ -267,8 +311,8 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         let mappings = mappings(&ram, &vgic, gicv, &devices);
         self.check_mappings(name, &pt_node, &mappings, &vgic, vpl011.as_ref())?;
 
-        let (boot, mut copies) = self.load(cfg, &ram)?;
-        let guest_dt = self.guest_dt(cfg, &ram, &vgic, vpl011.as_ref(), boot.initrd)?;
+        let (boot, mut copies) = self.load(cfg, modules, &ram)?;
+        let guest_dt = self.guest_dt(cfg, modules, &ram, &vgic, vpl011.as_ref(), boot.initrd)?;
         let dtb = guest_dt
             .generate_with_limit(boot.dtb.size as usize)
             .map_err(|e| err(None, K::GuestDt(Box::new(e))))?;
@@ -305,8 +349,8 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
 
     /// The domain's RAM: its static banks (1:1 or packed at Xen's guest
     /// RAM base) or heap memory at Xen's guest RAM base.
-    // Kept out of line, like `vgic`: inlined into the planner it makes the
-    // EL2 image larger (measured).
+    // Kept out of line: inlined into the planner it makes the EL2 image
+    // larger (measured).
     #[inline(never)]
     fn ram(&mut self, cfg: &DomainConfig) -> Result<RamLayout, Box<BuildError>> {
         let name = cfg.name.as_str();
@@ -361,8 +405,6 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// The vGIC configuration (host frames for a direct-mapped domain,
     /// Xen's virtual layout otherwise) and, on GICv2, the host GICV frame
     /// that backs the guest's CPU interface.
-    // Kept out of line, like `ram` (measured).
-    #[inline(never)]
     fn vgic(&self, cfg: &DomainConfig) -> Result<(VgicConfig, Option<HostRange>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let gic: &GicInfo = &self.boot.host.gic;
@@ -414,13 +456,14 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     fn devices(
         &mut self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'_>,
         nr_spis: usize,
         vpl011: Option<&Vpl011Config>,
     ) -> Result<(Assignment, Option<String>), Box<BuildError>> {
         let Some(dt) = cfg.device_tree.as_ref().filter(|_| cfg.passthrough) else {
             return Ok((Assignment::default(), None));
         };
-        let bytes = self.module(&cfg.name, &dt.node, dt.range)?;
+        let bytes = module(modules, &cfg.name, &dt.node, dt.range)?;
         let request = DomainRequest {
             name: &cfg.name,
             direct_mapped: cfg.direct_map,
@@ -437,21 +480,6 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             .assign(&request, bytes, &view)
             .map_err(|e| BuildError::new(&cfg.name, None, K::Passthrough(e)).at(&dt.node))?;
         Ok((a, Some(dt.node.clone())))
-    }
-
-    /// The bytes of a boot module.
-    fn module(
-        &self,
-        domain: &str,
-        node: &str,
-        range: HostRange,
-    ) -> Result<&'m [u8], Box<BuildError>> {
-        self.modules
-            .bytes(range)
-            .filter(|b| b.len() as u64 == range.size)
-            .ok_or_else(|| {
-                BuildError::new(domain, Some("reg"), K::ModuleUnreadable { range }).at(node)
-            })
     }
 
     /// Checks the domain's mappings: inside the guest and host address
@@ -531,11 +559,12 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     fn load(
         &self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'_>,
         ram: &RamLayout,
     ) -> Result<(BootImages, Vec<CopyOp>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let knode = cfg.kernel.node.as_str();
-        let kernel = self.module(name, knode, cfg.kernel.range)?;
+        let kernel = module(modules, name, knode, cfg.kernel.range)?;
         let initrd_len = cfg.ramdisk.as_ref().map(|r| r.range.size);
         let banks = ram.guest_banks();
         let bank0 = *banks.first().ok_or_else(|| {
@@ -618,9 +647,10 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// The guest device tree: vCPU MPIDRs, banks, the vGIC's frames
     /// (redistributor regions trimmed to one frame per vCPU), the vPL011,
     /// bootargs, initrd and the partial device tree.
-    fn guest_dt(
+    fn guest_dt<'m>(
         &self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
         ram: &RamLayout,
         vgic: &VgicPlan,
         uart: Option<&Vpl011Config>,
@@ -656,7 +686,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             }
         };
         let partial_dtb = match cfg.device_tree.as_ref() {
-            Some(d) => Some(self.module(&cfg.name, &d.node, d.range)?),
+            Some(d) => Some(module(modules, &cfg.name, &d.node, d.range)?),
             None => None,
         };
         Ok(GuestDtSpec {
@@ -674,6 +704,19 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             partial_dtb,
         })
     }
+}
+
+/// The bytes of a boot module.
+fn module<'m>(
+    modules: &dyn ModuleMemory<'m>,
+    domain: &str,
+    node: &str,
+    range: HostRange,
+) -> Result<&'m [u8], Box<BuildError>> {
+    modules
+        .bytes(range)
+        .filter(|b| b.len() as u64 == range.size)
+        .ok_or_else(|| BuildError::new(domain, Some("reg"), K::ModuleUnreadable { range }).at(node))
 }
 
 /// The domain-creation flags of a dom0less domain: Xen's dom0less default,
