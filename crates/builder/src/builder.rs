@@ -12,7 +12,7 @@ use tessel_domctl::{CreateDomainRequest, DomainFlags, HostCapabilities};
 use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartSpec};
 use tessel_passthrough::{Assignment, DomainRequest, Forbidden, HostView, Registry};
 use tessel_static_mem::{BankError, HostMemory, RamError, RamLayout, Reserved, ReservedKind};
-use tessel_vgic::{HostGic, Model, RegionKind, VgicConfig, VgicLayout};
+use tessel_vgic::{HostGic, MmioRegion, Model, RegionKind, VgicConfig, VgicLayout};
 use tessel_vpl011::Vpl011Config;
 
 use crate::error::{BuildError, BuildErrorKind as K};
@@ -308,11 +308,20 @@ impl<'a> Planner<'a> {
         vgic.instantiate()
             .map_err(|e| err(pt_node_prop(&devices), K::Vgic(e)))?;
 
-        let mappings = mappings(&ram, &vgic, gicv, &devices);
-        self.check_mappings(name, &pt_node, &mappings, &vgic, vpl011.as_ref())?;
+        // The vGIC's frames, listed once for the three users below.
+        let regions = vgic.regions();
+        let mappings = mappings(&ram, &regions, gicv, &devices);
+        self.check_mappings(name, &pt_node, &mappings, &regions, vpl011.as_ref())?;
 
         let (boot, mut copies) = self.load(cfg, modules, &ram)?;
-        let guest_dt = self.guest_dt(cfg, modules, &ram, &vgic, vpl011.as_ref(), boot.initrd)?;
+        let guest_dt = self.guest_dt(
+            cfg,
+            modules,
+            &ram,
+            (vgic.version(), &regions),
+            vpl011.as_ref(),
+            boot.initrd,
+        )?;
         let dtb = guest_dt
             .generate_with_limit(boot.dtb.size as usize)
             .map_err(|e| err(None, K::GuestDt(Box::new(e))))?;
@@ -489,7 +498,7 @@ impl<'a> Planner<'a> {
         name: &str,
         pt_node: &Option<String>,
         mappings: &[Mapping],
-        vgic: &VgicPlan,
+        regions: &[MmioRegion],
         vpl011: Option<&Vpl011Config>,
     ) -> Result<(), Box<BuildError>> {
         let s2 = &self.host.stage2;
@@ -502,9 +511,10 @@ impl<'a> Planner<'a> {
             (MappingKind::Ram, _) => BuildError::new(name, Some("memory"), kind),
             _ => BuildError::new(name, None, kind),
         };
-        let mut emulated: Vec<(&'static str, GuestRange)> = vgic
-            .regions()
-            .into_iter()
+        // The frames the hypervisor emulates: the vGIC's (but its CPU
+        // interface, which is the host's GICV), then the vPL011.
+        let emulated = regions
+            .iter()
             .filter(|r| r.kind != RegionKind::CpuInterface)
             .map(|r| {
                 let what = match r.kind {
@@ -513,10 +523,7 @@ impl<'a> Planner<'a> {
                 };
                 (what, r.range)
             })
-            .collect();
-        if let Some(u) = vpl011 {
-            emulated.push(("vPL011", u.range()));
-        }
+            .chain(vpl011.map(|u| ("vPL011", u.range())));
         for (i, m) in mappings.iter().enumerate() {
             let guest_end = m.guest.start.0.checked_add(m.guest.size);
             let host_end = m.host.0.checked_add(m.guest.size);
@@ -537,7 +544,7 @@ impl<'a> Planner<'a> {
                 let (first, second) = (first.guest, m.guest);
                 return Err(fail(m, K::MappingOverlap { first, second }));
             }
-            if let Some(&(what, region)) = emulated.iter().find(|(_, r)| r.overlaps(&m.guest)) {
+            if let Some((what, region)) = emulated.clone().find(|(_, r)| r.overlaps(&m.guest)) {
                 let mapping = m.guest;
                 return Err(fail(
                     m,
@@ -652,15 +659,14 @@ impl<'a> Planner<'a> {
         cfg: &DomainConfig,
         modules: &dyn ModuleMemory<'m>,
         ram: &RamLayout,
-        vgic: &VgicPlan,
+        (version, regions): (tessel_vgic::GicVersion, &[MmioRegion]),
         uart: Option<&Vpl011Config>,
         initrd: Option<GuestRange>,
     ) -> Result<GuestDtSpec<'m>, Box<BuildError>> {
         let n = cfg.cpus as usize;
-        let regions = vgic.regions();
         let find = |k: RegionKind| regions.iter().find(|r| r.kind == k).map(|r| r.range.start);
         let gicd = find(RegionKind::Distributor).unwrap_or(GuestPhysAddr(0));
-        let gic = match vgic.version() {
+        let gic = match version {
             tessel_vgic::GicVersion::V2 => GicSpec::V2 {
                 gicd,
                 gicc: find(RegionKind::CpuInterface).unwrap_or(GuestPhysAddr(0)),
@@ -668,7 +674,7 @@ impl<'a> Planner<'a> {
             tessel_vgic::GicVersion::V3 => {
                 let mut left = n as u64;
                 let mut out = Vec::new();
-                for r in &regions {
+                for r in regions {
                     if !matches!(r.kind, RegionKind::Redistributor { .. }) || left == 0 {
                         continue;
                     }
@@ -765,7 +771,7 @@ fn pt_node_prop(devices: &Assignment) -> Option<&'static str> {
 /// GICV frame at the guest's GICC address, then passthrough MMIO.
 fn mappings(
     ram: &RamLayout,
-    vgic: &VgicPlan,
+    regions: &[MmioRegion],
     gicv: Option<HostRange>,
     devices: &Assignment,
 ) -> Vec<Mapping> {
@@ -779,7 +785,7 @@ fn mappings(
         })
         .collect();
     if let Some(gicv) = gicv {
-        for r in vgic.regions() {
+        for r in regions {
             if r.kind == RegionKind::CpuInterface {
                 out.push(Mapping {
                     guest: GuestRange::new(r.range.start, r.range.size.min(gicv.size)),
