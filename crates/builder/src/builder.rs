@@ -278,21 +278,26 @@ impl<'a> Planner<'a> {
         let ram = self.ram(cfg)?;
         let vpl011 = self.vpl011(cfg)?;
         let (vgic_config, gicv) = self.vgic(cfg)?;
-        let mut hw_irqs: Vec<HwIrq> = (0..cfg.cpus as usize)
-            .map(|vcpu| HwIrq {
+        let (devices, pt_node) =
+            self.devices(cfg, modules, vgic_config.nr_spis, vpl011.as_ref())?;
+        // The virtual timer of each vCPU, then the passthrough SPIs (on
+        // vCPU0): one allocation, filled by plain loops.
+        let n = cfg.cpus as usize;
+        let mut hw_irqs = Vec::with_capacity(n + devices.irqs.len());
+        for vcpu in 0..n {
+            hw_irqs.push(HwIrq {
                 vcpu,
                 virq: VTIMER_PPI,
                 pirq: VTIMER_PPI,
-            })
-            .collect();
-
-        let (devices, pt_node) =
-            self.devices(cfg, modules, vgic_config.nr_spis, vpl011.as_ref())?;
-        hw_irqs.extend(devices.irqs.iter().map(|&irq| HwIrq {
-            vcpu: 0,
-            virq: irq,
-            pirq: irq,
-        }));
+            });
+        }
+        for &irq in &devices.irqs {
+            hw_irqs.push(HwIrq {
+                vcpu: 0,
+                virq: irq,
+                pirq: irq,
+            });
+        }
         let has_devices = !devices.mmio.is_empty() || !devices.irqs.is_empty();
         let request = request.with_passthrough(has_devices);
         request.validate(&caps).map_err(|e| flags_error(name, e))?;
@@ -775,15 +780,15 @@ fn mappings(
     gicv: Option<HostRange>,
     devices: &Assignment,
 ) -> Vec<Mapping> {
-    let mut out: Vec<Mapping> = ram
-        .pieces()
-        .iter()
-        .map(|p| Mapping {
+    let pieces = ram.pieces();
+    let mut out = Vec::with_capacity(pieces.len() + 1 + devices.mmio.len());
+    for p in pieces {
+        out.push(Mapping {
             guest: p.guest,
             host: p.host,
             kind: MappingKind::Ram,
-        })
-        .collect();
+        });
+    }
     if let Some(gicv) = gicv {
         for r in regions {
             if r.kind == RegionKind::CpuInterface {
@@ -795,11 +800,13 @@ fn mappings(
             }
         }
     }
-    out.extend(devices.mmio.iter().map(|m| Mapping {
-        guest: m.guest_range(),
-        host: m.host.start,
-        kind: MappingKind::Passthrough,
-    }));
+    for m in &devices.mmio {
+        out.push(Mapping {
+            guest: m.guest_range(),
+            host: m.host.start,
+            kind: MappingKind::Passthrough,
+        });
+    }
     out
 }
 
