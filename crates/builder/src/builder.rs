@@ -45,10 +45,11 @@ fn plan_all_dyn<'m>(
     modules: &dyn ModuleMemory<'m>,
 ) -> Result<Outcomes<'m>, RamError> {
     let mut p = Planner::new(boot, host)?;
-    Ok(boot
-        .valid_domains()
-        .map(|cfg| p.plan(cfg, modules))
-        .collect())
+    let mut out = Vec::new();
+    for cfg in boot.valid_domains() {
+        out.push(p.plan(cfg, modules));
+    }
+    Ok(out)
 }
 
 /// Host memory no domain's RAM may come from: the hypervisor image (with
