@@ -375,11 +375,15 @@ impl<'a> Planner<'a> {
                 .allocate_heap(name, cfg.memory_kib)
                 .map_err(|e| BuildError::new(name, Some("memory"), K::Ram(e)));
         }
-        if let Some((_, e)) = self.bank_errors.iter().find(|(n, _)| n == name) {
+        // Handed over rather than cloned: a domain is planned once. (Were
+        // it planned again, it would be refused all the same, at the same
+        // property, for having no banks reserved.)
+        if let Some(i) = self.bank_errors.iter().position(|(n, _)| n == name) {
+            let (_, e) = self.bank_errors.swap_remove(i);
             return Err(BuildError::new(
                 name,
                 Some("xen,static-mem"),
-                K::Bank(Box::new(e.clone())),
+                K::Bank(Box::new(e)),
             ));
         }
         self.mem
