@@ -153,18 +153,19 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                         .ok_or(DtError::Truncated("strings"))?,
                 );
                 let node = &mut stack[depth];
-                // Slice comparisons (one memcmp call each) rather than a
-                // `match` on byte-string patterns, which compiles to a
-                // compare and branch per byte.
-                if pname == b"#address-cells" {
+                // Slice against slice: a length check and one memcmp call
+                // each. (A `match` on byte-string patterns compiles to a
+                // compare and branch per byte, a slice against an array
+                // to inlined word compares.)
+                if pname == &b"#address-cells"[..] {
                     node.addr_cells = be32(value, 0, "#address-cells")?;
-                } else if pname == b"#size-cells" {
+                } else if pname == &b"#size-cells"[..] {
                     node.size_cells = be32(value, 0, "#size-cells")?;
-                } else if pname == b"compatible" {
+                } else if pname == &b"compatible"[..] {
                     node.compat = value;
-                } else if pname == b"reg" {
+                } else if pname == &b"reg"[..] {
                     node.reg = value;
-                } else if pname == b"device_type" {
+                } else if pname == &b"device_type"[..] {
                     node.device_type = value;
                 }
             }
@@ -203,7 +204,7 @@ fn finish_node(
     parent: &Node<'_>,
     depth: usize,
 ) -> Result<(), DtError> {
-    if node.device_type == b"memory\0" && depth == 2 {
+    if node.device_type == &b"memory\0"[..] && depth == 2 {
         for bank in regs(node, parent, "/memory reg")? {
             if bank.1 != 0 && info.memory.push(bank).is_err() {
                 break;
