@@ -153,13 +153,20 @@ pub fn parse(blob: &[u8]) -> Result<HostInfo, DtError> {
                         .ok_or(DtError::Truncated("strings"))?,
                 );
                 let node = &mut stack[depth];
-                match pname {
-                    b"#address-cells" => node.addr_cells = be32(value, 0, "#address-cells")?,
-                    b"#size-cells" => node.size_cells = be32(value, 0, "#size-cells")?,
-                    b"compatible" => node.compat = value,
-                    b"reg" => node.reg = value,
-                    b"device_type" => node.device_type = value,
-                    _ => {}
+                // Slice against slice: a length check and one memcmp call
+                // each. (A `match` on byte-string patterns compiles to a
+                // compare and branch per byte, a slice against an array
+                // to inlined word compares.)
+                if pname == &b"#address-cells"[..] {
+                    node.addr_cells = be32(value, 0, "#address-cells")?;
+                } else if pname == &b"#size-cells"[..] {
+                    node.size_cells = be32(value, 0, "#size-cells")?;
+                } else if pname == &b"compatible"[..] {
+                    node.compat = value;
+                } else if pname == &b"reg"[..] {
+                    node.reg = value;
+                } else if pname == &b"device_type"[..] {
+                    node.device_type = value;
                 }
             }
             FDT_END_NODE => {
@@ -197,17 +204,27 @@ fn finish_node(
     parent: &Node<'_>,
     depth: usize,
 ) -> Result<(), DtError> {
-    if node.device_type == b"memory\0" && depth == 2 {
-        for bank in regs(node, parent, "/memory reg")? {
-            if bank.1 != 0 && info.memory.push(bank).is_err() {
-                break;
-            }
-        }
+    let uart = if node.device_type == &b"memory\0"[..] && depth == 2 {
+        false
     } else if has_compat(node.compat, b"arm,pl011") && info.uart.is_none() {
-        let (base, _) = regs(node, parent, "uart reg")?
-            .next()
-            .ok_or(DtError::BadProperty("uart reg"))?;
-        info.uart = Some(base);
+        true
+    } else {
+        return Ok(());
+    };
+    let what = if uart { "uart reg" } else { "/memory reg" };
+    // One walk of `reg` for both (one copy of the decoder): every
+    // non-empty bank of a memory node, the first entry of a UART's.
+    for (base, size) in regs(node, parent, what)? {
+        if uart {
+            info.uart = Some(base);
+            return Ok(());
+        }
+        if size != 0 && info.memory.push((base, size)).is_err() {
+            break;
+        }
+    }
+    if uart {
+        return Err(DtError::BadProperty(what));
     }
     Ok(())
 }

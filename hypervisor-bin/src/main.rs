@@ -252,7 +252,8 @@ fn bring_up(host: &HostPlatform) -> Result<usize, &'static str> {
 
     CPUS_ONLINE.store(1, Ordering::Release);
     let entry = secondary_entry as *const () as u64;
-    for (cpu, mpidr) in CPU_MPIDR.iter().enumerate().take(n).skip(1) {
+    // skip then take: the adapters' bookkeeping is simpler this way round.
+    for (cpu, mpidr) in CPU_MPIDR.iter().enumerate().skip(1).take(n - 1) {
         let target = mpidr.load(Ordering::Relaxed);
         let r = psci::call(psci::CPU_ON_64, target, entry, cpu as u64);
         if r != 0 {

@@ -12,7 +12,7 @@ use tessel_domctl::{CreateDomainRequest, DomainFlags, HostCapabilities};
 use tessel_guestdt::{ChosenSpec, GicSpec, GuestDtSpec, TimerSpec, UartSpec};
 use tessel_passthrough::{Assignment, DomainRequest, Forbidden, HostView, Registry};
 use tessel_static_mem::{BankError, HostMemory, RamError, RamLayout, Reserved, ReservedKind};
-use tessel_vgic::{HostGic, Model, RegionKind, VgicConfig, VgicLayout};
+use tessel_vgic::{HostGic, MmioRegion, Model, RegionKind, VgicConfig, VgicLayout};
 use tessel_vpl011::Vpl011Config;
 
 use crate::error::{BuildError, BuildErrorKind as K};
@@ -32,8 +32,24 @@ pub fn plan_all<'a, 'm, M: ModuleMemory<'m>>(
     host: &'a HostFacts,
     modules: M,
 ) -> Result<Outcomes<'m>, RamError> {
-    let mut b = Builder::new(boot, host, modules)?;
-    Ok(boot.valid_domains().map(|cfg| b.plan(cfg)).collect())
+    plan_all_dyn(boot, host, &modules)
+}
+
+/// [`plan_all`] with the boot modules behind a trait object: the planner
+/// is then compiled once, in this crate and at its optimisation level,
+/// rather than in (and as) each crate that names a [`ModuleMemory`].
+#[inline(never)]
+fn plan_all_dyn<'m>(
+    boot: &BootConfig,
+    host: &HostFacts,
+    modules: &dyn ModuleMemory<'m>,
+) -> Result<Outcomes<'m>, RamError> {
+    let mut p = Planner::new(boot, host)?;
+    let mut out = Vec::new();
+    for cfg in boot.valid_domains() {
+        out.push(p.plan(cfg, modules));
+    }
+    Ok(out)
 }
 
 /// Host memory no domain's RAM may come from: the hypervisor image (with
@@ -110,15 +126,8 @@ pub fn kept_regions(host: &tessel_config::HostPlatform) -> Vec<Forbidden> {
 /// gives back its heap RAM, pCPUs and devices; its static banks stay
 /// reserved for it (unused), as in Xen.
 pub struct Builder<'a, 'm, M> {
-    boot: &'a BootConfig,
-    host: &'a HostFacts,
+    planner: Planner<'a>,
     modules: M,
-    mem: HostMemory,
-    registry: Registry,
-    free: Vec<bool>,
-    next_vmid: u32,
-    /// Domains whose static banks could not be reserved, and why.
-    bank_errors: Vec<(String, BankError)>,
     _bytes: core::marker::PhantomData<&'m [u8]>,
 }
 
@@ -126,6 +135,51 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// A builder over `boot`'s host, with the hypervisor's own memory
     /// ([`kept_memory`]) and device frames ([`kept_regions`]) kept out.
     pub fn new(boot: &'a BootConfig, host: &'a HostFacts, modules: M) -> Result<Self, RamError> {
+        Ok(Self {
+            planner: Planner::new(boot, host)?,
+            modules,
+            _bytes: core::marker::PhantomData,
+        })
+    }
+
+    /// Host memory as claimed so far.
+    pub fn memory(&self) -> &HostMemory {
+        &self.planner.mem
+    }
+
+    /// Devices as assigned so far.
+    pub fn registry(&self) -> &Registry {
+        &self.planner.registry
+    }
+
+    /// Which pCPUs are still free.
+    pub fn free_pcpus(&self) -> &[bool] {
+        &self.planner.free
+    }
+
+    /// Plans `cfg`, claiming its resources, or refuses it and gives back
+    /// whatever it took.
+    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+        self.planner.plan(cfg, &self.modules)
+    }
+}
+
+/// The state of [`Builder`] without the boot modules, which its methods
+/// take as a trait object: not generic, so compiled once, in this crate.
+struct Planner<'a> {
+    boot: &'a BootConfig,
+    host: &'a HostFacts,
+    mem: HostMemory,
+    registry: Registry,
+    free: Vec<bool>,
+    next_vmid: u32,
+    /// Domains whose static banks could not be reserved, and why.
+    bank_errors: Vec<(String, BankError)>,
+}
+
+impl<'a> Planner<'a> {
+    /// See [`Builder::new`].
+    fn new(boot: &'a BootConfig, host: &'a HostFacts) -> Result<Self, RamError> {
         let mut mem = HostMemory::new(&boot.host.ram, kept_memory(boot, host))?;
         let mut bank_errors = Vec::new();
         for cfg in boot.valid_domains().filter(|c| !c.static_mem.is_empty()) {
@@ -136,36 +190,22 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         Ok(Self {
             boot,
             host,
-            modules,
             mem,
             registry: Registry::new(kept_regions(&boot.host)),
             free: host.free_pcpus.clone(),
             next_vmid: 1,
             bank_errors,
-            _bytes: core::marker::PhantomData,
         })
     }
 
-    /// Host memory as claimed so far.
-    pub fn memory(&self) -> &HostMemory {
-        &self.mem
-    }
-
-    /// Devices as assigned so far.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Which pCPUs are still free.
-    pub fn free_pcpus(&self) -> &[bool] {
-        &self.free
-    }
-
-    /// Plans `cfg`, claiming its resources, or refuses it and gives back
-    /// whatever it took.
-    pub fn plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+    /// See [`Builder::plan`].
+    fn plan<'m>(
+        &mut self,
+        cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
+    ) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let free_before = self.free.clone();
-        let r = self.try_plan(cfg);
+        let r = self.try_plan(cfg, modules);
         match &r {
             Ok(p) => {
                 self.next_vmid = u32::from(p.vmid) + 1;
@@ -202,7 +242,11 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         }
     }
 
-    fn try_plan(&mut self, cfg: &DomainConfig) -> Result<DomainPlan<'m>, Box<BuildError>> {
+    fn try_plan<'m>(
+        &mut self,
+        cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
+    ) -> Result<DomainPlan<'m>, Box<BuildError>> {
         let name = cfg.name.as_str();
         let err = |property, kind| BuildError::new(name, property, kind);
         let caps = HostCapabilities {
@@ -235,20 +279,26 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         let ram = self.ram(cfg)?;
         let vpl011 = self.vpl011(cfg)?;
         let (vgic_config, gicv) = self.vgic(cfg)?;
-        let mut hw_irqs: Vec<HwIrq> = (0..cfg.cpus as usize)
-            .map(|vcpu| HwIrq {
+        let (devices, pt_node) =
+            self.devices(cfg, modules, vgic_config.nr_spis, vpl011.as_ref())?;
+        // The virtual timer of each vCPU, then the passthrough SPIs (on
+        // vCPU0): one allocation, filled by plain loops.
+        let n = cfg.cpus as usize;
+        let mut hw_irqs = Vec::with_capacity(n + devices.irqs.len());
+        for vcpu in 0..n {
+            hw_irqs.push(HwIrq {
                 vcpu,
                 virq: VTIMER_PPI,
                 pirq: VTIMER_PPI,
-            })
-            .collect();
-
-        let (devices, pt_node) = self.devices(cfg, vgic_config.nr_spis, vpl011.as_ref())?;
-        hw_irqs.extend(devices.irqs.iter().map(|&irq| HwIrq {
-            vcpu: 0,
-            virq: irq,
-            pirq: irq,
-        }));
+            });
+        }
+        for &irq in &devices.irqs {
+            hw_irqs.push(HwIrq {
+                vcpu: 0,
+                virq: irq,
+                pirq: irq,
+            });
+        }
         let has_devices = !devices.mmio.is_empty() || !devices.irqs.is_empty();
         let request = request.with_passthrough(has_devices);
         request.validate(&caps).map_err(|e| flags_error(name, e))?;
@@ -264,11 +314,20 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         vgic.instantiate()
             .map_err(|e| err(pt_node_prop(&devices), K::Vgic(e)))?;
 
-        let mappings = mappings(&ram, &vgic, gicv, &devices);
-        self.check_mappings(name, &pt_node, &mappings, &vgic, vpl011.as_ref())?;
+        // The vGIC's frames, listed once for the three users below.
+        let regions = vgic.regions();
+        let mappings = mappings(&ram, &regions, gicv, &devices);
+        self.check_mappings(name, &pt_node, &mappings, &regions, vpl011.as_ref())?;
 
-        let (boot, mut copies) = self.load(cfg, &ram)?;
-        let guest_dt = self.guest_dt(cfg, &ram, &vgic, vpl011.as_ref(), boot.initrd)?;
+        let (boot, mut copies) = self.load(cfg, modules, &ram)?;
+        let guest_dt = self.guest_dt(
+            cfg,
+            modules,
+            &ram,
+            (vgic.version(), &regions),
+            vpl011.as_ref(),
+            boot.initrd,
+        )?;
         let dtb = guest_dt
             .generate_with_limit(boot.dtb.size as usize)
             .map_err(|e| err(None, K::GuestDt(Box::new(e))))?;
@@ -305,8 +364,8 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
 
     /// The domain's RAM: its static banks (1:1 or packed at Xen's guest
     /// RAM base) or heap memory at Xen's guest RAM base.
-    // Kept out of line, like `vgic`: inlined into the planner it makes the
-    // EL2 image larger (measured).
+    // Kept out of line: inlined into the planner it makes the EL2 image
+    // larger (measured).
     #[inline(never)]
     fn ram(&mut self, cfg: &DomainConfig) -> Result<RamLayout, Box<BuildError>> {
         let name = cfg.name.as_str();
@@ -316,11 +375,15 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
                 .allocate_heap(name, cfg.memory_kib)
                 .map_err(|e| BuildError::new(name, Some("memory"), K::Ram(e)));
         }
-        if let Some((_, e)) = self.bank_errors.iter().find(|(n, _)| n == name) {
+        // Handed over rather than cloned: a domain is planned once. (Were
+        // it planned again, it would be refused all the same, at the same
+        // property, for having no banks reserved.)
+        if let Some(i) = self.bank_errors.iter().position(|(n, _)| n == name) {
+            let (_, e) = self.bank_errors.swap_remove(i);
             return Err(BuildError::new(
                 name,
                 Some("xen,static-mem"),
-                K::Bank(Box::new(e.clone())),
+                K::Bank(Box::new(e)),
             ));
         }
         self.mem
@@ -361,8 +424,6 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// The vGIC configuration (host frames for a direct-mapped domain,
     /// Xen's virtual layout otherwise) and, on GICv2, the host GICV frame
     /// that backs the guest's CPU interface.
-    // Kept out of line, like `ram` (measured).
-    #[inline(never)]
     fn vgic(&self, cfg: &DomainConfig) -> Result<(VgicConfig, Option<HostRange>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let gic: &GicInfo = &self.boot.host.gic;
@@ -414,13 +475,14 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     fn devices(
         &mut self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'_>,
         nr_spis: usize,
         vpl011: Option<&Vpl011Config>,
     ) -> Result<(Assignment, Option<String>), Box<BuildError>> {
         let Some(dt) = cfg.device_tree.as_ref().filter(|_| cfg.passthrough) else {
             return Ok((Assignment::default(), None));
         };
-        let bytes = self.module(&cfg.name, &dt.node, dt.range)?;
+        let bytes = module(modules, &cfg.name, &dt.node, dt.range)?;
         let request = DomainRequest {
             name: &cfg.name,
             direct_mapped: cfg.direct_map,
@@ -439,21 +501,6 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         Ok((a, Some(dt.node.clone())))
     }
 
-    /// The bytes of a boot module.
-    fn module(
-        &self,
-        domain: &str,
-        node: &str,
-        range: HostRange,
-    ) -> Result<&'m [u8], Box<BuildError>> {
-        self.modules
-            .bytes(range)
-            .filter(|b| b.len() as u64 == range.size)
-            .ok_or_else(|| {
-                BuildError::new(domain, Some("reg"), K::ModuleUnreadable { range }).at(node)
-            })
-    }
-
     /// Checks the domain's mappings: inside the guest and host address
     /// spaces, no two overlapping, none hiding an emulated frame.
     fn check_mappings(
@@ -461,7 +508,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
         name: &str,
         pt_node: &Option<String>,
         mappings: &[Mapping],
-        vgic: &VgicPlan,
+        regions: &[MmioRegion],
         vpl011: Option<&Vpl011Config>,
     ) -> Result<(), Box<BuildError>> {
         let s2 = &self.host.stage2;
@@ -474,9 +521,10 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             (MappingKind::Ram, _) => BuildError::new(name, Some("memory"), kind),
             _ => BuildError::new(name, None, kind),
         };
-        let mut emulated: Vec<(&'static str, GuestRange)> = vgic
-            .regions()
-            .into_iter()
+        // The frames the hypervisor emulates: the vGIC's (but its CPU
+        // interface, which is the host's GICV), then the vPL011.
+        let emulated = regions
+            .iter()
             .filter(|r| r.kind != RegionKind::CpuInterface)
             .map(|r| {
                 let what = match r.kind {
@@ -485,10 +533,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
                 };
                 (what, r.range)
             })
-            .collect();
-        if let Some(u) = vpl011 {
-            emulated.push(("vPL011", u.range()));
-        }
+            .chain(vpl011.map(|u| ("vPL011", u.range())));
         for (i, m) in mappings.iter().enumerate() {
             let guest_end = m.guest.start.0.checked_add(m.guest.size);
             let host_end = m.host.0.checked_add(m.guest.size);
@@ -509,7 +554,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
                 let (first, second) = (first.guest, m.guest);
                 return Err(fail(m, K::MappingOverlap { first, second }));
             }
-            if let Some(&(what, region)) = emulated.iter().find(|(_, r)| r.overlaps(&m.guest)) {
+            if let Some((what, region)) = emulated.clone().find(|(_, r)| r.overlaps(&m.guest)) {
                 let mapping = m.guest;
                 return Err(fail(
                     m,
@@ -531,11 +576,12 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     fn load(
         &self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'_>,
         ram: &RamLayout,
     ) -> Result<(BootImages, Vec<CopyOp>), Box<BuildError>> {
         let name = cfg.name.as_str();
         let knode = cfg.kernel.node.as_str();
-        let kernel = self.module(name, knode, cfg.kernel.range)?;
+        let kernel = module(modules, name, knode, cfg.kernel.range)?;
         let initrd_len = cfg.ramdisk.as_ref().map(|r| r.range.size);
         let banks = ram.guest_banks();
         let bank0 = *banks.first().ok_or_else(|| {
@@ -618,19 +664,19 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
     /// The guest device tree: vCPU MPIDRs, banks, the vGIC's frames
     /// (redistributor regions trimmed to one frame per vCPU), the vPL011,
     /// bootargs, initrd and the partial device tree.
-    fn guest_dt(
+    fn guest_dt<'m>(
         &self,
         cfg: &DomainConfig,
+        modules: &dyn ModuleMemory<'m>,
         ram: &RamLayout,
-        vgic: &VgicPlan,
+        (version, regions): (tessel_vgic::GicVersion, &[MmioRegion]),
         uart: Option<&Vpl011Config>,
         initrd: Option<GuestRange>,
     ) -> Result<GuestDtSpec<'m>, Box<BuildError>> {
         let n = cfg.cpus as usize;
-        let regions = vgic.regions();
         let find = |k: RegionKind| regions.iter().find(|r| r.kind == k).map(|r| r.range.start);
         let gicd = find(RegionKind::Distributor).unwrap_or(GuestPhysAddr(0));
-        let gic = match vgic.version() {
+        let gic = match version {
             tessel_vgic::GicVersion::V2 => GicSpec::V2 {
                 gicd,
                 gicc: find(RegionKind::CpuInterface).unwrap_or(GuestPhysAddr(0)),
@@ -638,7 +684,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             tessel_vgic::GicVersion::V3 => {
                 let mut left = n as u64;
                 let mut out = Vec::new();
-                for r in &regions {
+                for r in regions {
                     if !matches!(r.kind, RegionKind::Redistributor { .. }) || left == 0 {
                         continue;
                     }
@@ -656,7 +702,7 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             }
         };
         let partial_dtb = match cfg.device_tree.as_ref() {
-            Some(d) => Some(self.module(&cfg.name, &d.node, d.range)?),
+            Some(d) => Some(module(modules, &cfg.name, &d.node, d.range)?),
             None => None,
         };
         Ok(GuestDtSpec {
@@ -674,6 +720,19 @@ impl<'a, 'm, M: ModuleMemory<'m>> Builder<'a, 'm, M> {
             partial_dtb,
         })
     }
+}
+
+/// The bytes of a boot module.
+fn module<'m>(
+    modules: &dyn ModuleMemory<'m>,
+    domain: &str,
+    node: &str,
+    range: HostRange,
+) -> Result<&'m [u8], Box<BuildError>> {
+    modules
+        .bytes(range)
+        .filter(|b| b.len() as u64 == range.size)
+        .ok_or_else(|| BuildError::new(domain, Some("reg"), K::ModuleUnreadable { range }).at(node))
 }
 
 /// The domain-creation flags of a dom0less domain: Xen's dom0less default,
@@ -722,21 +781,21 @@ fn pt_node_prop(devices: &Assignment) -> Option<&'static str> {
 /// GICV frame at the guest's GICC address, then passthrough MMIO.
 fn mappings(
     ram: &RamLayout,
-    vgic: &VgicPlan,
+    regions: &[MmioRegion],
     gicv: Option<HostRange>,
     devices: &Assignment,
 ) -> Vec<Mapping> {
-    let mut out: Vec<Mapping> = ram
-        .pieces()
-        .iter()
-        .map(|p| Mapping {
+    let pieces = ram.pieces();
+    let mut out = Vec::with_capacity(pieces.len() + 1 + devices.mmio.len());
+    for p in pieces {
+        out.push(Mapping {
             guest: p.guest,
             host: p.host,
             kind: MappingKind::Ram,
-        })
-        .collect();
+        });
+    }
     if let Some(gicv) = gicv {
-        for r in vgic.regions() {
+        for r in regions {
             if r.kind == RegionKind::CpuInterface {
                 out.push(Mapping {
                     guest: GuestRange::new(r.range.start, r.range.size.min(gicv.size)),
@@ -746,11 +805,13 @@ fn mappings(
             }
         }
     }
-    out.extend(devices.mmio.iter().map(|m| Mapping {
-        guest: m.guest_range(),
-        host: m.host.start,
-        kind: MappingKind::Passthrough,
-    }));
+    for m in &devices.mmio {
+        out.push(Mapping {
+            guest: m.guest_range(),
+            host: m.host.start,
+            kind: MappingKind::Passthrough,
+        });
+    }
     out
 }
 

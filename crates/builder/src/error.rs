@@ -77,14 +77,12 @@ impl fmt::Display for Reason<'_> {
             e.kind,
             BuildErrorKind::NotEnoughPcpus { .. } | BuildErrorKind::Passthrough(_)
         ) {
-            if let Some(s) = &e.subnode {
-                write!(f, "{s}: ")?;
-            }
-            if let Some(p) = e.property {
-                write!(f, "{p}: ")?;
+            for part in [e.subnode.as_deref(), e.property].into_iter().flatten() {
+                f.write_str(part)?;
+                f.write_str(": ")?;
             }
         }
-        write!(f, "{}", e.kind)
+        e.kind.fmt(f)
     }
 }
 
@@ -210,7 +208,7 @@ pub enum BuildErrorKind {
 impl fmt::Display for BuildErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Flags(e) => write!(f, "{e}"),
+            Self::Flags(e) => e.fmt(f),
             Self::NotEnoughPcpus { want, free } => write!(
                 f,
                 "asks for {want} vCPUs but only {free} physical CPUs are free \
@@ -221,13 +219,13 @@ impl fmt::Display for BuildErrorKind {
                 "no free physical CPU in the hard affinity of vCPU {vcpu} \
                  (each vCPU needs a physical CPU of its own)"
             ),
-            Self::Bank(e) => write!(f, "{e}"),
-            Self::Ram(e) => write!(f, "{e}"),
+            Self::Bank(e) => e.fmt(f),
+            Self::Ram(e) => e.fmt(f),
             Self::ModuleUnreadable { range } => {
                 write!(f, "module at {range} cannot be read")
             }
             Self::Kernel(e) => write!(f, "not a loadable kernel: {e}"),
-            Self::Place(e) => write!(f, "{e}"),
+            Self::Place(e) => e.fmt(f),
             Self::RawKernelTooBig { bank } => write!(
                 f,
                 "the raw kernel, DTB and initrd do not fit in the first bank {bank}"
@@ -242,7 +240,7 @@ impl fmt::Display for BuildErrorKind {
             Self::KernelOverlapsModule => f.write_str(
                 "the kernel module lies where the kernel must be loaded; move the module",
             ),
-            Self::Uart(e) => write!(f, "{e}"),
+            Self::Uart(e) => e.fmt(f),
             Self::NoHostUart => f.write_str(
                 "a direct-mapped vPL011 takes over the host console UART, \
                  which is missing or has no interrupt",
@@ -254,7 +252,7 @@ impl fmt::Display for BuildErrorKind {
                 "the per-IRQ vGIC model is not built into this hypervisor \
                  (build feature vgic-per-irq)",
             ),
-            Self::Passthrough(e) => write!(f, "{e}"),
+            Self::Passthrough(e) => e.fmt(f),
             Self::MappingOverlap { first, second } => write!(
                 f,
                 "stage-2 mapping at guest {second} overlaps the mapping at guest {first}"

@@ -502,6 +502,23 @@ fn overlapping_static_bank_is_refused() {
 }
 
 #[test]
+fn overlapping_static_bank_planned_again_is_refused_again() {
+    let (b, h, m) = (boot("gicv3-plan"), host(4), gicv3_modules());
+    let mut builder = Builder::new(&b, &h, &m).unwrap();
+    let dom_c = b.valid_domains().nth(2).unwrap();
+    let first = builder.plan(dom_c).unwrap_err();
+    assert!(matches!(first.kind, BuildErrorKind::Bank(_)), "{first}");
+    // The bank conflict is reported once; planned again, the domain is
+    // refused at the same property for having no banks reserved.
+    let again = builder.plan(dom_c).unwrap_err();
+    assert_eq!(
+        (again.node(), again.property),
+        ("dom-c".into(), Some("xen,static-mem"))
+    );
+    assert!(matches!(again.kind, BuildErrorKind::Ram(_)), "{again}");
+}
+
+#[test]
 fn bank_over_hypervisor_or_module_is_refused() {
     let mut b = boot("gicv3-plan");
     let (h, m) = (host(4), gicv3_modules());
