@@ -1,15 +1,14 @@
 //! gzip (RFC 1952) members, as Debian and others ship arm64 kernels
 //! (`vmlinuz` is a gzip-compressed Image).
 //!
-//! The DEFLATE stream itself is inflated by `miniz_oxide`'s core decoder,
-//! straight into a caller-provided buffer (for the hypervisor: the guest RAM
-//! the kernel goes to), so no second copy of a 40 MiB kernel is needed. The
+//! The DEFLATE stream itself is inflated by [`crate::inflate`], straight
+//! into a caller-provided buffer (for the hypervisor: the guest RAM the
+//! kernel goes to), so no second copy of a 40 MiB kernel is needed. The
 //! header, trailer, CRC-32 and ISIZE are handled here.
 
 use core::fmt;
 
-use miniz_oxide::inflate::TINFLStatus;
-use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
+use crate::inflate::{InflateError, inflate};
 
 /// First two bytes of a gzip member (RFC 1952, 2.3.1 ID1/ID2).
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -194,17 +193,10 @@ pub fn uncompressed_size(data: &[u8]) -> Result<u32, GzipError> {
 pub fn inflate_prefix(data: &[u8], out: &mut [u8]) -> Result<usize, GzipError> {
     let start = header_len(data)?;
     let stream = data.get(start..).ok_or(GzipError::Truncated)?;
-    let mut st = alloc::boxed::Box::<DecompressorOxide>::default();
-    let (status, _, written) = decompress(
-        &mut st,
-        stream,
-        out,
-        0,
-        inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
-    );
-    match status {
-        TINFLStatus::Done | TINFLStatus::HasMoreOutput => Ok(written),
-        _ => Err(GzipError::Corrupt),
+    match inflate(stream, out) {
+        Ok(done) => Ok(done.written),
+        Err(InflateError::OutputFull) => Ok(out.len()),
+        Err(_) => Err(GzipError::Corrupt),
     }
 }
 
@@ -221,19 +213,11 @@ pub fn inflate_into(data: &[u8], out: &mut [u8]) -> Result<usize, GzipError> {
     };
     let start = header_len(data)?;
     let stream = data.get(start..).ok_or(GzipError::Truncated)?;
-    let mut st = alloc::boxed::Box::<DecompressorOxide>::default();
-    let (status, consumed, written) = decompress(
-        &mut st,
-        stream,
-        out,
-        0,
-        inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
-    );
-    match status {
-        TINFLStatus::Done => {}
-        TINFLStatus::HasMoreOutput => return Err(GzipError::LongerThanIsize(isize)),
-        _ => return Err(GzipError::Corrupt),
-    }
+    let (consumed, written) = match inflate(stream, out) {
+        Ok(done) => (done.consumed, done.written),
+        Err(InflateError::OutputFull) => return Err(GzipError::LongerThanIsize(isize)),
+        Err(_) => return Err(GzipError::Corrupt),
+    };
     if written != need {
         return Err(GzipError::ShorterThanIsize {
             got: written,

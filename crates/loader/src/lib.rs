@@ -41,6 +41,7 @@ extern crate alloc;
 
 pub mod gzip;
 pub mod image;
+pub mod inflate;
 pub mod placement;
 
 use alloc::vec::Vec;
