@@ -73,6 +73,10 @@ const FORBIDDEN: &[&str] = &[
 pub struct LinuxImages {
     /// The arm64 kernel `Image`.
     pub kernel: PathBuf,
+    /// The same kernel gzip-compressed (`gzip -9`), for a domain whose
+    /// kernel the hypervisor must inflate (Debian 12's arm64 `vmlinuz` is
+    /// an uncompressed Image, so the gzip path needs its own module).
+    pub kernel_gz: PathBuf,
     /// The initramfs (newc cpio).
     pub initramfs: PathBuf,
     /// A tiny stand-in kernel for domains that must be refused before loading.
@@ -125,6 +129,8 @@ pub fn prepare() -> Result<LinuxImages> {
     let guest = linux::fetch(&dir).map_err(|e| {
         format!("cannot fetch the Debian arm64 kernel (is the network reachable?): {e}")
     })?;
+    let kernel_gz = dir.join("vmlinuz.gz");
+    gzip_once(&guest.kernel, &kernel_gz)?;
     let initramfs = dir.join("initramfs.cpio");
     util::write(&initramfs, linux::initramfs(&guest)?)?;
     let e2e = util::artifacts().join("e2e");
@@ -141,12 +147,35 @@ pub fn prepare() -> Result<LinuxImages> {
         .unwrap_or(0);
     Ok(LinuxImages {
         kernel: guest.kernel,
+        kernel_gz,
         initramfs,
         dummy,
         pt_forced,
         pt_unforced,
         disk_text: format!("tessel-disk-{}-{nonce}", std::process::id()),
     })
+}
+
+/// Writes `gzip -9 -n` of `src` to `out` unless `out` is already newer.
+fn gzip_once(src: &Path, out: &Path) -> Result<()> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(o), Some(s)) = (modified(out), modified(src))
+        && o >= s
+    {
+        return Ok(());
+    }
+    let tmp = out.with_extension("gz.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let status = std::process::Command::new("gzip")
+        .args(["-9", "-n", "-c"])
+        .arg(src)
+        .stdout(file)
+        .status()
+        .map_err(|e| format!("cannot run gzip: {e}"))?;
+    if !status.success() {
+        return Err(format!("gzip {} failed: {status}", src.display()));
+    }
+    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// Hands out boot-module addresses in order, 2 MiB aligned.
@@ -178,6 +207,8 @@ struct Spec<'a> {
     passthrough: Option<&'a Path>,
     /// Linux guest (checked) or a stand-in that must be refused.
     linux: bool,
+    /// The kernel module is the gzip-compressed kernel.
+    gzip: bool,
 }
 
 fn domain(spec: &Spec<'_>, img: &LinuxImages, place: &mut Placer) -> Result<Domain> {
@@ -198,10 +229,12 @@ fn domain(spec: &Spec<'_>, img: &LinuxImages, place: &mut Placer) -> Result<Doma
         if spec.cpus > 1 {
             bootargs.push_str(&format!(" tessel.cpus={}", spec.cpus));
         }
-        (
-            place.module(&img.kernel)?,
-            Some(place.module(&img.initramfs)?),
-        )
+        let kernel = if spec.gzip {
+            &img.kernel_gz
+        } else {
+            &img.kernel
+        };
+        (place.module(kernel)?, Some(place.module(&img.initramfs)?))
     } else {
         (place.module(&img.dummy)?, None)
     };
@@ -358,14 +391,17 @@ pub fn scenarios(gic: Gic, img: &LinuxImages) -> Result<Vec<LinuxBoot>> {
         static_mem: vec![(BANK_DIRECT, GUEST_RAM)],
         passthrough: forced,
         linux: true,
+        gzip: false,
     };
-    let ordinary = |static_mem| Spec {
+    // The ordinary domain's kernel is gzip-compressed in `linux-heap`.
+    let ordinary = |static_mem, gzip| Spec {
         name: "domU2",
         cpus: 1,
         direct_map: false,
         static_mem,
         passthrough: None,
         linux: true,
+        gzip,
     };
     let refused = |name, direct_map, static_mem, passthrough| Spec {
         name,
@@ -374,6 +410,7 @@ pub fn scenarios(gic: Gic, img: &LinuxImages) -> Result<Vec<LinuxBoot>> {
         static_mem,
         passthrough,
         linux: false,
+        gzip: false,
     };
     let node = "/passthrough/virtio@a003e00";
     let mut boots = vec![
@@ -390,7 +427,7 @@ pub fn scenarios(gic: Gic, img: &LinuxImages) -> Result<Vec<LinuxBoot>> {
                     "xen,static-mem: bank".into(),
                 ),
             ],
-            &[direct(2), ordinary(vec![(BANK_ORDINARY, GUEST_RAM)])],
+            &[direct(2), ordinary(vec![(BANK_ORDINARY, GUEST_RAM)], false)],
             img,
         )?,
         boot(
@@ -410,7 +447,7 @@ pub fn scenarios(gic: Gic, img: &LinuxImages) -> Result<Vec<LinuxBoot>> {
                     ),
                 ),
             ],
-            &[direct(1), ordinary(vec![])],
+            &[direct(1), ordinary(vec![], true)],
             img,
         )?,
     ];
@@ -508,6 +545,7 @@ mod tests {
         let any = util::root().join("Cargo.toml");
         LinuxImages {
             kernel: any.clone(),
+            kernel_gz: util::root().join("LICENSE"),
             initramfs: any.clone(),
             dummy: any.clone(),
             pt_forced: any.clone(),
@@ -543,6 +581,15 @@ mod tests {
                     .bootargs
                     .contains("tessel.ram=40000000-47ffffff")
             );
+            // Only linux-heap's ordinary domain boots the gzip kernel.
+            let gz: Vec<(&str, &str)> = all
+                .iter()
+                .flat_map(|b| b.sc.domains.iter().map(move |d| (b.sc.name.as_str(), d)))
+                .filter(|(_, d)| d.kernel.file.ends_with("LICENSE"))
+                .map(|(sc, d)| (sc, d.name.as_str()))
+                .collect();
+            assert_eq!(gz, [(all[1].sc.name.as_str(), "domU2")]);
+            assert!(all[1].sc.name.starts_with("linux-heap"));
             for sc in all.iter().map(|b| &b.sc) {
                 let mut mods: Vec<&Module> = sc
                     .domains

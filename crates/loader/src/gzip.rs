@@ -1,5 +1,6 @@
-//! gzip (RFC 1952) members, as Debian and others ship arm64 kernels
-//! (`vmlinuz` is a gzip-compressed Image).
+//! gzip (RFC 1952) members, as some distributions and build systems ship
+//! arm64 kernels (`Image.gz`; Debian 12's arm64 `vmlinuz` is an
+//! uncompressed Image, older ones and other distributions' are gzip).
 //!
 //! The DEFLATE stream itself is inflated by [`crate::inflate`], straight
 //! into a caller-provided buffer (for the hypervisor: the guest RAM the

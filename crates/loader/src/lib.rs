@@ -5,7 +5,7 @@
 //! domain builder uses it in three steps:
 //!
 //! 1. [`probe`] the kernel boot module: a raw arm64 `Image` or a
-//!    gzip-compressed one (Debian's `vmlinuz`). This reads the Image header
+//!    gzip-compressed one (`Image.gz`). This reads the Image header
 //!    (inflating only its first 64 bytes) and the decompressed size.
 //! 2. [`place`] kernel, DTB and initrd in the first RAM bank.
 //! 3. [`unpack_into`] the kernel at `placement.kernel.start` (copy or
